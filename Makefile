@@ -1,0 +1,54 @@
+# Sovereign: the two commands (make lab, make test) and their parts.
+# Every target installs what it needs: a fresh Debian machine, as root, needs
+# nothing else.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_FORCE_COLOR ?= false
+export PY_COLORS ?= 0
+export NO_COLOR ?= 1
+
+LAB_INVENTORY := inventories/lab
+
+.PHONY: help venv docker base-image bootstrap lint test test-fast lab lab-down
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+venv: ## Create .venv with the pinned toolchain
+	@scripts/ensure-venv.sh $(VENV)
+
+docker: ## Make sure a Docker engine runs (installs docker.io as root)
+	@scripts/ensure-docker.sh
+
+base-image: docker ## Build the systemd base image with debootstrap, once
+	@scripts/build-base-image.sh
+
+bootstrap: venv base-image
+
+lint: venv ## yamllint, ansible-lint (production), ruff, mypy --strict
+	yamllint --strict .
+	ansible-lint
+	ruff check src tests
+	ruff format --check src tests
+	mypy
+
+test-fast: lint ## Lint and unit tests, no containers
+	pytest -m "not molecule"
+
+test: bootstrap lint ## Everything: lint, unit tests, every molecule scenario
+	pytest
+
+lab: bootstrap ## Bring the whole platform up in local containers
+	ansible-playbook playbooks/lab_up.yml
+	ansible-playbook -i $(LAB_INVENTORY) site.yml
+	ansible-playbook playbooks/lab_summary.yml
+
+lab-down: venv ## Remove the lab containers and network
+	ansible-playbook playbooks/lab_down.yml

@@ -1,0 +1,1 @@
+"""Ansible plugins of Sovereign; ansible.cfg points Ansible at the folders below."""

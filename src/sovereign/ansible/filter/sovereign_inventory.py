@@ -1,0 +1,86 @@
+"""Filter ``sovereign_inventory_problems``: every problem of an inventory, as text.
+
+Used by ``playbooks/validate.yml``, the first play of ``site.yml``. Ansible
+loads this file by path, so the package is imported by name; a controller
+that runs Ansible outside the project's virtualenv still finds it in the
+checkout's ``src/``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+try:
+    from sovereign.inventory import (
+        RoleSpec,
+        SpecError,
+        load_role_specs,
+        validate_inventory,
+    )
+except ImportError:  # pragma: no cover - depends on how Ansible was started
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+    from sovereign.inventory import (
+        RoleSpec,
+        SpecError,
+        load_role_specs,
+        validate_inventory,
+    )
+
+from ansible.errors import AnsibleFilterError
+
+
+def _is_checked(name: str, prefixes: tuple[str, ...], special: set[str]) -> bool:
+    return name in special or name.startswith(prefixes)
+
+
+def inventory_problems(
+    hostvars: Mapping[str, Mapping[str, Any]],
+    groups: Mapping[str, Iterable[str]],
+    ansible_version: str,
+    roles_paths: Iterable[str],
+) -> list[str]:
+    """Return one line per problem; an empty list when the inventory is sound."""
+    from sovereign.inventory import layout
+
+    specs: dict[str, RoleSpec] = {}
+    for roles_path in roles_paths:
+        path = Path(roles_path)
+        if not path.is_dir():
+            continue
+        try:
+            for name, spec in load_role_specs(path).items():
+                specs.setdefault(name, spec)
+        except SpecError as exc:
+            raise AnsibleFilterError(f"sovereign_inventory_problems: {exc}") from exc
+    if not specs:
+        raise AnsibleFilterError(
+            "sovereign_inventory_problems: no role with meta/argument_specs.yml found in "
+            + ", ".join(roles_paths)
+        )
+    prefixes = tuple(spec.prefix for spec in specs.values())
+    special = set(layout.RENAMED_VARIABLES) | set(layout.REMOVED_VARIABLES)
+    hosts: dict[str, dict[str, Any]] = {}
+    template_problems: list[str] = []
+    for host in groups.get("all", []):
+        host_vars = hostvars[host]
+        values: dict[str, Any] = {}
+        for name in list(host_vars.keys()):
+            if not _is_checked(name, prefixes, special):
+                continue
+            try:
+                values[name] = host_vars[name]
+            except Exception as exc:  # noqa: BLE001 - any templating error is reported as such
+                template_problems.append(f"{name}: cannot be templated on {host}: {exc}")
+        hosts[host] = values
+    problems = validate_inventory(hosts, groups, ansible_version, specs)
+    return template_problems + [str(problem) for problem in problems]
+
+
+class FilterModule:
+    """Ansible filter plugin entry point."""
+
+    def filters(self) -> dict[str, Any]:
+        return {"sovereign_inventory_problems": inventory_problems}

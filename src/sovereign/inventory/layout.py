@@ -1,0 +1,73 @@
+"""What a Sovereign inventory must look like: groups, version window, old names.
+
+The group names here are the contract between inventories and the
+playbooks under ``playbooks/``; ``tests/unit/test_layout.py`` checks that
+every group a playbook targets is declared here and the other way round.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# ansible-core versions this release is tested with: [minimum, maximum).
+ANSIBLE_CORE_MIN = (2, 19, 0)
+ANSIBLE_CORE_MAX_EXCLUSIVE = (2, 20, 0)
+
+
+@dataclass(frozen=True)
+class GroupRule:
+    """A group every datacenter inventory must define."""
+
+    name: str
+    purpose: str
+    min_hosts: int = 1
+    max_hosts: int | None = None
+
+
+REQUIRED_GROUPS: tuple[GroupRule, ...] = (
+    GroupRule(
+        "pki_ca",
+        "the one host that keeps the internal CA key (an admin host, never a service host)",
+        min_hosts=1,
+        max_hosts=1,
+    ),
+    GroupRule("gpu_nodes", "serving nodes (vLLM)"),
+    GroupRule("registry", "the model registry"),
+    GroupRule("search", "vector retrieval (OpenSearch) and embeddings"),
+    GroupRule("gateway", "the inference gateway and SSO proxy"),
+    GroupRule("observability", "Prometheus, Alertmanager and dashboards"),
+)
+
+# Roles applied to every host of these groups by the playbooks. A role's
+# required options must be set for those hosts (unless the playbook
+# supplies them, listed in PLAYBOOK_SUPPLIED).
+ROLE_GROUPS: dict[str, tuple[str, ...]] = {
+    "common": ("all",),
+    "pki": ("all",),
+}
+
+# Role options the playbooks compute from the inventory and pass to the role
+# themselves: an inventory need not (and should not) set them.
+PLAYBOOK_SUPPLIED: dict[str, frozenset[str]] = {
+    "pki": frozenset({"pki_ca_host"}),
+}
+
+# Variables that have been renamed: old name -> new name. A renamed variable
+# still set in an inventory would silently do nothing, so it fails instead.
+# Besides Sovereign's own renames, this lists the names of the community
+# roles Sovereign's roles replace: a team that migrates an inventory from
+# them keeps these lines, and they would do nothing here.
+RENAMED_VARIABLES: dict[str, str] = {
+    "ntp_servers": "common_chrony_servers",  # geerlingguy.ntp
+    "ntp_manage_config": "common_chrony_servers",  # geerlingguy.ntp
+}
+
+# Variables that no longer exist: name -> what to do instead.
+REMOVED_VARIABLES: dict[str, str] = {
+    # geerlingguy.security: Sovereign never upgrades nodes unattended.
+    "security_autoupdate_enabled": (
+        "Sovereign never upgrades packages unattended: versions are pinned per "
+        "component and kernel/driver packages are held with common_held_packages; "
+        "upgrades go through the day-2 playbooks"
+    ),
+}

@@ -1,0 +1,182 @@
+"""Validate a whole inventory: version window, groups, every role variable."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sovereign.inventory import layout
+from sovereign.inventory.argspec import RoleSpec
+from sovereign.inventory.typecheck import check_value
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the inventory, and the hosts it concerns."""
+
+    message: str
+    hosts: tuple[str, ...] = field(default=())
+    every_host: bool = False
+
+    def __str__(self) -> str:
+        if self.every_host:
+            return f"{self.message} [all hosts]"
+        if not self.hosts:
+            return self.message
+        shown = ", ".join(self.hosts[:5])
+        if len(self.hosts) > 5:
+            shown += f" and {len(self.hosts) - 5} more"
+        return f"{self.message} [hosts: {shown}]"
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """Parse the numeric part of an ansible-core version string."""
+    parts: list[int] = []
+    for piece in text.split(".")[:3]:
+        digits = ""
+        for char in piece:
+            if not char.isdigit():
+                break
+            digits += char
+        parts.append(int(digits) if digits else 0)
+    while len(parts) < 3:
+        parts.append(0)
+    return parts[0], parts[1], parts[2]
+
+
+def _dotted(version: tuple[int, int, int]) -> str:
+    return ".".join(str(part) for part in version)
+
+
+def check_ansible_version(version: str) -> list[Problem]:
+    found = parse_version(version)
+    low, high = layout.ANSIBLE_CORE_MIN, layout.ANSIBLE_CORE_MAX_EXCLUSIVE
+    if low <= found < high:
+        return []
+    return [
+        Problem(
+            f"ansible-core {version} is outside the tested window "
+            f">={_dotted(low)},<{_dotted(high)}; run from the project's virtualenv "
+            "(make venv, then . .venv/bin/activate) or install the pinned version "
+            "from requirements-dev.txt"
+        )
+    ]
+
+
+def check_groups(groups: Mapping[str, Iterable[str]]) -> list[Problem]:
+    problems: list[Problem] = []
+    for rule in layout.REQUIRED_GROUPS:
+        if rule.name not in groups:
+            problems.append(
+                Problem(
+                    f"group {rule.name!r} is missing: it holds {rule.purpose}; "
+                    f"add it to the inventory's hosts.yml with at least {rule.min_hosts} host"
+                )
+            )
+            continue
+        count = len(list(groups[rule.name]))
+        if count < rule.min_hosts:
+            problems.append(
+                Problem(
+                    f"group {rule.name!r} has {count} hosts, needs at least {rule.min_hosts}: "
+                    f"it holds {rule.purpose}"
+                )
+            )
+        if rule.max_hosts is not None and count > rule.max_hosts:
+            problems.append(
+                Problem(
+                    f"group {rule.name!r} has {count} hosts, allows at most {rule.max_hosts}: "
+                    f"it holds {rule.purpose}"
+                )
+            )
+    return problems
+
+
+def _role_for(name: str, specs: Mapping[str, RoleSpec]) -> RoleSpec | None:
+    """The role whose prefix ``name`` carries (the longest prefix wins)."""
+    best: RoleSpec | None = None
+    for spec in specs.values():
+        if name.startswith(spec.prefix) and (best is None or len(spec.prefix) > len(best.prefix)):
+            best = spec
+    return best
+
+
+def check_host_variables(variables: Mapping[str, Any], specs: Mapping[str, RoleSpec]) -> list[str]:
+    """Problems of one host's variables, each message naming the variable."""
+    problems: list[str] = []
+    for name in sorted(variables):
+        if name in layout.RENAMED_VARIABLES:
+            problems.append(
+                f"{name}: was renamed to {layout.RENAMED_VARIABLES[name]}; "
+                "rename it in the inventory (the old name is ignored by the roles)"
+            )
+            continue
+        if name in layout.REMOVED_VARIABLES:
+            problems.append(f"{name}: was removed; {layout.REMOVED_VARIABLES[name]}")
+            continue
+        if name.startswith("__"):
+            continue
+        spec = _role_for(name, specs)
+        if spec is None:
+            continue
+        option = spec.options.get(name)
+        if option is None:
+            close = difflib.get_close_matches(name, list(spec.options), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            problems.append(
+                f"{name}: is not a variable of role {spec.role!r}{hint} "
+                f"(see roles/{spec.role}/defaults/main.yml)"
+            )
+            continue
+        problems.extend(check_value(name, variables[name], option))
+    return problems
+
+
+def check_required(
+    host: str,
+    variables: Mapping[str, Any],
+    host_groups: Iterable[str],
+    specs: Mapping[str, RoleSpec],
+) -> list[str]:
+    member_of = set(host_groups) | {"all"}
+    problems: list[str] = []
+    for role, groups in layout.ROLE_GROUPS.items():
+        spec = specs.get(role)
+        if spec is None or not member_of.intersection(groups):
+            continue
+        supplied = layout.PLAYBOOK_SUPPLIED.get(role, frozenset())
+        for name in spec.required_options():
+            if name not in supplied and name not in variables:
+                problems.append(
+                    f"{name}: is required by role {role!r} on this host and not set; "
+                    f"see roles/{role}/defaults/main.yml"
+                )
+    return problems
+
+
+def validate_inventory(
+    hostvars: Mapping[str, Mapping[str, Any]],
+    groups: Mapping[str, Iterable[str]],
+    ansible_version: str,
+    specs: Mapping[str, RoleSpec],
+) -> list[Problem]:
+    """Every problem of the inventory; an empty list means it may be applied."""
+    problems = check_ansible_version(ansible_version) + check_groups(groups)
+    membership: dict[str, list[str]] = {}
+    for group, members in groups.items():
+        for member in members:
+            membership.setdefault(member, []).append(group)
+    by_message: dict[str, list[str]] = {}
+    for host in sorted(hostvars):
+        variables = hostvars[host]
+        messages = check_host_variables(variables, specs)
+        messages += check_required(host, variables, membership.get(host, []), specs)
+        for message in messages:
+            by_message.setdefault(message, []).append(host)
+    problems.extend(
+        Problem(message, tuple(hosts), every_host=len(hosts) > 1 and len(hosts) == len(hostvars))
+        for message, hosts in by_message.items()
+    )
+    return problems

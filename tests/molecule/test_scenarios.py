@@ -1,0 +1,69 @@
+"""Every molecule scenario of the repository, one test each.
+
+``make test`` runs them after lint and unit tests so that the whole run ends
+in pytest's summary line. Each scenario runs molecule's full sequence
+(.config/molecule/config.yml): create, converge, idempotence, check on the
+converged host, side effect, verify, destroy.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE_IMAGE = os.environ.get("SOVEREIGN_BASE_IMAGE", "sovereign/base:bookworm")
+TIMEOUT_S = 1800
+
+
+def scenarios() -> list[pytest.ParameterSet]:
+    found = sorted(ROOT.glob("roles/*/molecule/*/molecule.yml")) + sorted(
+        ROOT.glob("molecule/*/molecule.yml")
+    )
+    params = []
+    for molecule_yml in found:
+        scenario = molecule_yml.parent.name
+        project = molecule_yml.parent.parent.parent
+        name = project.relative_to(ROOT).as_posix() or "platform"
+        params.append(pytest.param(project, scenario, id=f"{name}:{scenario}"))
+    return params
+
+
+def docker_ready() -> str | None:
+    """Why molecule cannot run here, or None when it can."""
+    if shutil.which("docker") is None:
+        return "no docker CLI: run `make test`, which installs and starts docker.io"
+    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
+        return "no Docker engine answers: run `make test` (or `make docker`)"
+    probe = subprocess.run(
+        ["docker", "image", "inspect", BASE_IMAGE], capture_output=True, check=False
+    )
+    if probe.returncode != 0:
+        return f"base image {BASE_IMAGE} is missing: run `make base-image`"
+    return None
+
+
+@pytest.mark.molecule
+@pytest.mark.parametrize(("project", "scenario"), scenarios())
+def test_molecule_scenario(project: Path, scenario: str, tmp_path: Path) -> None:
+    reason = docker_ready()
+    if reason is not None:
+        pytest.skip(reason)
+    env = dict(os.environ, NO_COLOR="1", PY_COLORS="0", ANSIBLE_FORCE_COLOR="0")
+    result = subprocess.run(
+        ["molecule", "test", "--scenario-name", scenario],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    log = tmp_path / "molecule.log"
+    log.write_text(result.stdout + result.stderr, encoding="utf-8")
+    tail = "\n".join((result.stdout + result.stderr).splitlines()[-150:])
+    assert result.returncode == 0, f"molecule test failed (full log: {log}):\n{tail}"

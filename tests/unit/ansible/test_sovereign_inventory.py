@@ -1,0 +1,100 @@
+"""The filter plugin, called in-process the way Ansible calls it."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+ROOT = Path(__file__).resolve().parents[3]
+PLUGIN = ROOT / "src" / "sovereign" / "ansible" / "filter" / "sovereign_inventory.py"
+
+GROUPS = {
+    "all": ["admin"],
+    "pki_ca": ["admin"],
+    "gpu_nodes": ["admin"],
+    "registry": ["admin"],
+    "search": ["admin"],
+    "gateway": ["admin"],
+    "observability": ["admin"],
+}
+
+
+def load_plugin() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("sovereign_inventory_plugin", PLUGIN)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class LazyVars:
+    """Stands in for Ansible's HostVarsVars: values are templated on access."""
+
+    def __init__(self, values: dict[str, Any], broken: set[str] | None = None) -> None:
+        self._values = values
+        self._broken = broken or set()
+        self.read: list[str] = []
+
+    def keys(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __getitem__(self, name: str) -> Any:
+        self.read.append(name)
+        if name in self._broken:
+            raise ValueError("'undefined_thing' is undefined")
+        return self._values[name]
+
+
+def write_role(roles: Path) -> None:
+    meta = roles / "common" / "meta"
+    meta.mkdir(parents=True)
+    (meta / "argument_specs.yml").write_text(
+        "argument_specs: {main: {options: {common_packages: {type: list, elements: str}}}}",
+        encoding="utf-8",
+    )
+
+
+def test_registers_the_filter() -> None:
+    plugin = load_plugin()
+    assert set(plugin.FilterModule().filters()) == {"sovereign_inventory_problems"}
+
+
+def test_reports_problems_and_templates_only_role_variables(tmp_path: Path) -> None:
+    write_role(tmp_path)
+    host = LazyVars({"common_packages": "vim", "ansible_facts": {}, "other": 1})
+    problems = load_plugin().inventory_problems(
+        {"admin": host}, GROUPS, "2.19.14", [str(tmp_path / "missing"), str(tmp_path)]
+    )
+    assert problems == [
+        "common_packages: expected a list, got a string ('vim'); "
+        "write it as a YAML list: [vim] [hosts: admin]"
+    ]
+    assert host.read == ["common_packages"]
+
+
+def test_a_variable_that_cannot_be_templated_is_a_problem(tmp_path: Path) -> None:
+    write_role(tmp_path)
+    host = LazyVars({"common_packages": "{{ undefined_thing }}"}, broken={"common_packages"})
+    problems = load_plugin().inventory_problems({"admin": host}, GROUPS, "2.19.14", [str(tmp_path)])
+    assert problems == [
+        "common_packages: cannot be templated on admin: 'undefined_thing' is undefined"
+    ]
+
+
+def test_no_roles_found_is_an_ansible_error(tmp_path: Path) -> None:
+    with pytest.raises(AnsibleFilterError, match="no role with meta/argument_specs.yml found"):
+        load_plugin().inventory_problems({}, GROUPS, "2.19.14", [str(tmp_path)])
+
+
+def test_a_malformed_spec_is_an_ansible_error(tmp_path: Path) -> None:
+    meta = tmp_path / "bad" / "meta"
+    meta.mkdir(parents=True)
+    (meta / "argument_specs.yml").write_text("argument_specs: [", encoding="utf-8")
+    with pytest.raises(AnsibleFilterError, match="is not valid YAML"):
+        load_plugin().inventory_problems({}, GROUPS, "2.19.14", [str(tmp_path)])

@@ -1,0 +1,84 @@
+"""The repository keeps its own rules: role anatomy, specs matching defaults,
+playbooks and inventories agreeing with the inventory layout."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sovereign.inventory import layout
+
+ROOT = Path(__file__).resolve().parents[2]
+ROLES = sorted(path for path in (ROOT / "roles").iterdir() if path.is_dir())
+PLATFORM_GROUPS = {rule.name for rule in layout.REQUIRED_GROUPS}
+
+
+def load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("role", ROLES, ids=[role.name for role in ROLES])
+def test_role_anatomy(role: Path) -> None:
+    for part in (
+        "README.md",
+        "defaults/main.yml",
+        "meta/main.yml",
+        "meta/argument_specs.yml",
+        "tasks/main.yml",
+        "molecule/default/molecule.yml",
+        "molecule/default/converge.yml",
+        "molecule/default/verify.yml",
+    ):
+        assert (role / part).is_file(), f"{role.name}: {part} is missing"
+    assert load(role / "meta/main.yml")["dependencies"] == []
+
+
+@pytest.mark.parametrize("role", ROLES, ids=[role.name for role in ROLES])
+def test_argument_spec_matches_defaults(role: Path) -> None:
+    options = load(role / "meta/argument_specs.yml")["argument_specs"]["main"]["options"]
+    defaults_text = (role / "defaults/main.yml").read_text(encoding="utf-8")
+    defaults = load(role / "defaults/main.yml") or {}
+    required = {name for name, spec in options.items() if spec.get("required")}
+    assert set(defaults) == set(options) - required
+    for name in required:
+        # An input without a safe default is shown commented out in defaults.
+        assert re.search(rf"^# {name}:", defaults_text, re.MULTILINE), f"{name} not documented"
+    assert all(name.startswith(f"{role.name}_") for name in options)
+
+
+def playbook_groups() -> set[str]:
+    found: set[str] = set()
+    for path in (ROOT / "playbooks").glob("*.yml"):
+        for play in load(path) or []:
+            hosts = play.get("hosts")
+            if isinstance(hosts, str):
+                found.update(part.strip() for part in hosts.split(":") if part.strip())
+    return found
+
+
+def test_playbooks_target_only_declared_groups() -> None:
+    assert playbook_groups() - {"all", "localhost"} <= PLATFORM_GROUPS
+
+
+@pytest.mark.parametrize("inventory", ["lab", "example"])
+def test_inventories_define_every_required_group(inventory: Path) -> None:
+    hosts = load(ROOT / "inventories" / inventory / "hosts.yml")
+    defined: set[str] = set()
+
+    def walk(children: dict[str, Any]) -> None:
+        for name, body in (children or {}).items():
+            defined.add(name)
+            walk((body or {}).get("children") or {})
+
+    walk(hosts["all"]["children"])
+    assert PLATFORM_GROUPS <= defined
+
+
+def test_role_groups_name_known_roles() -> None:
+    names = {role.name for role in ROLES}
+    assert set(layout.ROLE_GROUPS) <= names
+    assert set(layout.PLAYBOOK_SUPPLIED) <= names
