@@ -16,7 +16,7 @@ export NO_COLOR ?= 1
 
 LAB_INVENTORY := inventories/lab
 
-.PHONY: help venv docker base-image bootstrap lint test test-fast lab lab-down
+.PHONY: help venv docker base-image test-packages bootstrap lint test test-fast lab lab-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ docker: ## Make sure a Docker engine runs (installs docker.io as root)
 base-image: docker ## Build the systemd base image with debootstrap, once
 	@scripts/build-base-image.sh
 
+test-packages: ## Install the Debian packages tests run for real (docker-registry)
+	@scripts/ensure-test-packages.sh
+
 bootstrap: venv base-image
 
 lint: venv ## yamllint, ansible-lint (production), ruff, mypy --strict
@@ -42,7 +45,7 @@ lint: venv ## yamllint, ansible-lint (production), ruff, mypy --strict
 test-fast: lint ## Lint and unit tests, no containers
 	pytest -m "not molecule"
 
-test: bootstrap lint ## Everything: lint, unit tests, every molecule scenario
+test: bootstrap test-packages lint ## Everything: lint, unit tests, every molecule scenario
 	pytest
 
 lab: bootstrap ## Bring the whole platform up in local containers

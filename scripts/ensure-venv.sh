@@ -21,10 +21,11 @@ if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   fi
 fi
 
-echo "ensure-venv: building $VENV from requirements-dev.txt"
-rm -rf "$VENV"
+# Upgrade in place: pip replaces what changed and keeps what did not, which
+# is much faster than a rebuild (and keeps tools that are running working).
+echo "ensure-venv: installing requirements-dev.txt and the sovereign package into $VENV"
 python3 -m venv "$VENV"
 "$VENV/bin/pip" install --quiet --upgrade pip
 "$VENV/bin/pip" install --quiet -r requirements-dev.txt
-"$VENV/bin/pip" install --quiet --no-deps --editable .
+"$VENV/bin/pip" install --quiet --editable .
 echo "$want" >"$stamp"

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Debian packages the controller-side tests run for real: the CNCF
+# distribution registry (model publish/pull round trip) and htpasswd.
+# Installed as root when missing; otherwise those tests skip and say why.
+set -euo pipefail
+
+PACKAGES=(docker-registry apache2-utils)
+missing=()
+for package in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "ensure-test-packages: missing ${missing[*]}: install them (apt-get install ${missing[*]}); the tests that need them will skip" >&2
+  exit 0
+fi
+echo "ensure-test-packages: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq "${missing[@]}" >/dev/null
+# The package enables a registry on :5000 where systemd runs; the tests start
+# their own on loopback, so the controller keeps none running.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
