@@ -52,6 +52,7 @@ lab: bootstrap ## Bring the whole platform up in local containers
 	ansible-playbook playbooks/lab_up.yml
 	ansible-playbook -i $(LAB_INVENTORY) site.yml
 	ansible-playbook playbooks/lab_summary.yml
+	@cat .lab/summary.txt
 
 lab-down: venv ## Remove the lab containers and network
 	ansible-playbook playbooks/lab_down.yml

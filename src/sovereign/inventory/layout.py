@@ -44,6 +44,7 @@ REQUIRED_GROUPS: tuple[GroupRule, ...] = (
 ROLE_GROUPS: dict[str, tuple[str, ...]] = {
     "common": ("all",),
     "pki": ("all",),
+    "model_registry": ("registry",),
 }
 
 # Role options the playbooks compute from the inventory and pass to the role

@@ -87,6 +87,22 @@ def test_a_variable_that_cannot_be_templated_is_a_problem(tmp_path: Path) -> Non
     ]
 
 
+def test_nested_lazy_values_are_templated_inside_the_check(tmp_path: Path) -> None:
+    class LazyList(list[Any]):
+        def __iter__(self) -> Any:
+            raise ValueError("'vault_secret' is undefined")
+
+    meta = tmp_path / "reg" / "meta"
+    meta.mkdir(parents=True)
+    (meta / "argument_specs.yml").write_text(
+        "argument_specs: {main: {options: {reg_users: {type: list, required: true}}}}",
+        encoding="utf-8",
+    )
+    host = LazyVars({"reg_users": LazyList([1])})
+    problems = load_plugin().inventory_problems({"admin": host}, GROUPS, "2.19.14", [str(tmp_path)])
+    assert problems == ["reg_users: cannot be templated on admin: 'vault_secret' is undefined"]
+
+
 def test_no_roles_found_is_an_ansible_error(tmp_path: Path) -> None:
     with pytest.raises(AnsibleFilterError, match="no role with meta/argument_specs.yml found"):
         load_plugin().inventory_problems({}, GROUPS, "2.19.14", [str(tmp_path)])

@@ -32,6 +32,16 @@ except ImportError:  # pragma: no cover - depends on how Ansible was started
 from ansible.errors import AnsibleFilterError
 
 
+def _materialize(value: Any) -> Any:
+    """A plain copy of ``value``: ansible-core templates nested values lazily,
+    on access, so walking them here surfaces every templating error now."""
+    if isinstance(value, Mapping):
+        return {key: _materialize(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_materialize(item) for item in value]
+    return value
+
+
 def _is_checked(name: str, prefixes: tuple[str, ...], special: set[str]) -> bool:
     return name in special or name.startswith(prefixes)
 
@@ -64,6 +74,7 @@ def inventory_problems(
     special = set(layout.RENAMED_VARIABLES) | set(layout.REMOVED_VARIABLES)
     hosts: dict[str, dict[str, Any]] = {}
     template_problems: list[str] = []
+    unresolved: set[str] = set()
     for host in groups.get("all", []):
         host_vars = hostvars[host]
         values: dict[str, Any] = {}
@@ -71,12 +82,17 @@ def inventory_problems(
             if not _is_checked(name, prefixes, special):
                 continue
             try:
-                values[name] = host_vars[name]
+                values[name] = _materialize(host_vars[name])
             except Exception as exc:  # noqa: BLE001 - any templating error is reported as such
                 template_problems.append(f"{name}: cannot be templated on {host}: {exc}")
+                unresolved.add(name)
         hosts[host] = values
     problems = validate_inventory(hosts, groups, ansible_version, specs)
-    return template_problems + [str(problem) for problem in problems]
+    # A variable that failed to template is reported once, as such, not
+    # again as "required and not set".
+    return template_problems + [
+        str(problem) for problem in problems if problem.message.split(":", 1)[0] not in unresolved
+    ]
 
 
 class FilterModule:

@@ -20,7 +20,7 @@ def lab_line(
     member_of = sorted(
         name for name, members in groups.items() if name not in _STRUCTURAL and host in members
     )
-    return f"  {host:<16} {address:<15} {', '.join(member_of)}"
+    return f"  {host:<16} {address:<15} {', '.join(member_of)}".rstrip()
 
 
 class FilterModule:
