@@ -1,18 +1,12 @@
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 
-PLUGIN = Path(__file__).resolve().parents[3] / "src/sovereign/ansible/filter/sovereign_hosts.py"
+from tests.unit.ansible.plugins import load_filter
 
 
 def load_plugin() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("sovereign_hosts_plugin", PLUGIN)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_filter("sovereign_hosts.py")
 
 
 def test_entries_use_facts_then_ip_ansible_host_and_skip_the_rest() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -11,8 +10,9 @@ from typing import Any
 import pytest
 from ansible.errors import AnsibleFilterError
 
+from tests.unit.ansible.plugins import load_filter
+
 ROOT = Path(__file__).resolve().parents[3]
-PLUGIN = ROOT / "src" / "sovereign" / "ansible" / "filter" / "sovereign_inventory.py"
 
 GROUPS = {
     "all": ["admin"],
@@ -26,11 +26,7 @@ GROUPS = {
 
 
 def load_plugin() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("sovereign_inventory_plugin", PLUGIN)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_filter("sovereign_inventory.py")
 
 
 class LazyVars:

@@ -1,18 +1,12 @@
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 
-PLUGIN = Path(__file__).resolve().parents[3] / "src/sovereign/ansible/filter/sovereign_lab.py"
+from tests.unit.ansible.plugins import load_filter
 
 
 def load_plugin() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("sovereign_lab_plugin", PLUGIN)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_filter("sovereign_lab.py")
 
 
 def test_a_line_names_the_address_and_the_platform_groups() -> None:
