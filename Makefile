@@ -38,8 +38,8 @@ bootstrap: venv base-image
 lint: venv ## yamllint, ansible-lint (production), ruff, mypy --strict
 	yamllint --strict .
 	ansible-lint
-	ruff check src tests
-	ruff format --check src tests
+	ruff check .
+	ruff format --check .
 	mypy
 
 test-fast: lint ## Lint and unit tests, no containers
