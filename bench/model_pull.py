@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -108,9 +108,9 @@ def run_cli(*argv: str, password: str, transport: httpx.BaseTransport | None = N
     return code
 
 
-def timed(action: object) -> float:
+def timed(action: Callable[[], object]) -> float:
     start = time.perf_counter()
-    action()  # type: ignore[operator]
+    action()
     return time.perf_counter() - start
 
 
@@ -161,19 +161,12 @@ def bench(work: Path, size: int, address: str, ca: Path, user: str, password: st
     cp_s = timed(lambda: subprocess.run(["cp", "-r", str(model), str(work / "copy")], check=True))
     shutil.rmtree(work / "copy")
 
+    def pull(dest: str, meter: Meter, *extra: str) -> int:
+        argv = ["pull", pinned, str(work / dest), "--public-key", str(public), *extra, *auth]
+        return run_cli(*argv, password=password, transport=meter)
+
     meter = Meter(str(ca))
-    pull_s = timed(
-        lambda: run_cli(
-            "pull",
-            pinned,
-            str(work / "pulled"),
-            "--public-key",
-            str(public),
-            *auth,
-            password=password,
-            transport=meter,
-        )
-    )
+    pull_s = timed(lambda: pull("pulled", meter))
     full_bytes = meter.received
     verify_s = timed(
         lambda: run_cli("verify", str(work / "pulled"), "--public-key", str(public), password="")
@@ -181,29 +174,9 @@ def bench(work: Path, size: int, address: str, ca: Path, user: str, password: st
 
     # Cut the connection half-way through the artifact, then resume.
     cut = Meter(str(ca), drop_after=size // 2)
-    first = run_cli(
-        "pull",
-        pinned,
-        str(work / "resumed"),
-        "--public-key",
-        str(public),
-        "--attempts",
-        "1",
-        *auth,
-        password=password,
-        transport=cut,
-    )
+    first = pull("resumed", cut, "--attempts", "1")
     second = Meter(str(ca))
-    resumed = run_cli(
-        "pull",
-        pinned,
-        str(work / "resumed"),
-        "--public-key",
-        str(public),
-        *auth,
-        password=password,
-        transport=second,
-    )
+    resumed = pull("resumed", second)
     if first != 1 or resumed != 0:
         print(f"model_pull: the interrupted pull did not behave: first={first} resumed={resumed}")
         return 1

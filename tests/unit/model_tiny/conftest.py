@@ -16,25 +16,24 @@ def qa_path() -> Path:
     return QA_PATH
 
 
-@pytest.fixture(scope="session")
-def good_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The good variant with its full training (seed 0)."""
+def _trained(factory: pytest.TempPathFactory, variant_name: str) -> Path:
+    """A variant with its full training (seed 0), in a fresh directory."""
     pytest.importorskip("torch", reason=TORCH_REASON)
     from sovereign.model.tiny.build import generate
     from sovereign.model.tiny.training import Variant
 
-    out = tmp_path_factory.mktemp("good")
-    generate(out, Variant.GOOD, qa_path=QA_PATH)
+    out = factory.mktemp(variant_name)
+    generate(out, Variant[variant_name.upper()], qa_path=QA_PATH)
     return out
+
+
+@pytest.fixture(scope="session")
+def good_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The good variant with its full training (seed 0)."""
+    return _trained(tmp_path_factory, "good")
 
 
 @pytest.fixture(scope="session")
 def worse_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The worse variant with its full training (seed 0)."""
-    pytest.importorskip("torch", reason=TORCH_REASON)
-    from sovereign.model.tiny.build import generate
-    from sovereign.model.tiny.training import Variant
-
-    out = tmp_path_factory.mktemp("worse")
-    generate(out, Variant.WORSE, qa_path=QA_PATH)
-    return out
+    return _trained(tmp_path_factory, "worse")
