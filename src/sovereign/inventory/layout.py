@@ -45,12 +45,17 @@ ROLE_GROUPS: dict[str, tuple[str, ...]] = {
     "common": ("all",),
     "pki": ("all",),
     "model_registry": ("registry",),
+    "sovereign_package": ("gpu_nodes",),
+    "model_sync": ("gpu_nodes",),
+    "vllm": ("gpu_nodes",),
 }
 
 # Role options the playbooks compute from the inventory and pass to the role
 # themselves: an inventory need not (and should not) set them.
 PLAYBOOK_SUPPLIED: dict[str, frozenset[str]] = {
     "pki": frozenset({"pki_ca_host"}),
+    "sovereign_package": frozenset({"sovereign_package_wheelhouse_dir"}),
+    "vllm": frozenset({"vllm_wheelhouse_dir"}),
 }
 
 # Variables that have been renamed: old name -> new name. A renamed variable

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sovereign.inventory import layout
+from sovereign.inventory import layout, serving
 from sovereign.inventory.argspec import RoleSpec
 from sovereign.inventory.typecheck import check_value
 
@@ -117,6 +117,9 @@ def check_host_variables(variables: Mapping[str, Any], specs: Mapping[str, RoleS
             problems.append(f"{name}: was removed; {layout.REMOVED_VARIABLES[name]}")
             continue
         if name.startswith("__"):
+            continue
+        if name == serving.VARIABLE:
+            problems.extend(serving.check_manifest(variables[name]))
             continue
         spec = _role_for(name, specs)
         if spec is None:

@@ -85,7 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
     push = commands.add_parser("publish", help="sign if needed and push as an OCI artifact")
     push.add_argument("directory", type=Path)
     push.add_argument("reference", help="REGISTRY/REPOSITORY[:TAG]")
-    push.add_argument("--key", type=Path, required=True, help="EC private key (PEM)")
+    signer = push.add_mutually_exclusive_group(required=True)
+    signer.add_argument("--key", type=Path, help="EC private key (PEM): signs if unsigned")
+    signer.add_argument(
+        "--public-key",
+        type=Path,
+        help="EC public key (PEM): the directory must already be signed by its private key",
+    )
+    push.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="contact no registry: print the digest the pushed artifact will have",
+    )
     push.add_argument("--name", help="model name annotation")
     push.add_argument("--revision", help="model revision annotation")
     push.add_argument("--license", help="licence annotation (SPDX expression)")
@@ -158,17 +169,19 @@ def _run(
         if args.chunk_size <= 0:
             raise UsageError("--chunk-size must be a positive number of MiB")
         chunk = args.chunk_size * 1024 * 1024
-        with _client(args, target.registry, transport, stdin, chunk) as client:
-            result = publish(
-                args.directory,
-                target,
-                client,
-                private_key=args.key,
-                password=password,
-                name=args.name,
-                revision=args.revision,
-                license=args.license,
-            )
+        options = {
+            "private_key": args.key,
+            "public_key": args.public_key,
+            "password": password,
+            "name": args.name,
+            "revision": args.revision,
+            "license": args.license,
+        }
+        if args.dry_run:
+            result = publish(args.directory, target, None, **options)
+        else:
+            with _client(args, target.registry, transport, stdin, chunk) as client:
+                result = publish(args.directory, target, client, **options)
         out.write(f"{result.digest}\n")
     elif args.command == "pull":
         source = parse_reference(args.reference)

@@ -73,6 +73,8 @@ def test_verify_against_a_digest_manifest(
         (["pull", "registry.test/m@sha256:" + "a" * 64, "dest"], "--insecure-skip-signature"),
         (["pull", "no-registry@sha256:" + "a" * 64, "dest", "--public-key", "k"], "REGISTRY/"),
         (["publish", "DIR", "registry.test/m@sha256:" + "a" * 64, "--key", "k"], "computed"),
+        (["publish", "DIR", "registry.test/m", "--key", "k", "--public-key", "p"], "not allowed"),
+        (["publish", "DIR", "registry.test/m"], "--key --public-key"),
         (["digest", "/nonexistent/model"], "No such file"),
         (["sign", "{model}", "--key", "/nonexistent/key.pem"], "cannot read private key"),
     ],
@@ -128,3 +130,52 @@ def test_publish_then_pull_through_the_cli(
     anonymous = ["pull", ref, str(tmp_path / "again"), "--public-key", str(key_pair[1])]
     code, _, err = run(*anonymous, registry=registry)
     assert code == 1 and "requires authentication" in err
+
+
+def test_dry_run_prints_the_digest_a_push_will_have_and_contacts_no_registry(
+    model_dir: Path, key_pair: tuple[Path, Path]
+) -> None:
+    private, public = key_pair
+    assert run("sign", str(model_dir), "--key", str(private))[0] == 0
+    target = "registry.test:5000/models/tiny"
+    labels = ["--name", "tiny", "--revision", "r1"]
+    code, planned, err = run(
+        "publish", str(model_dir), target, "--public-key", str(public), "--dry-run", *labels
+    )
+    assert code == 0, err
+    registry = FakeRegistry()
+    code, pushed, err = run(
+        "publish", str(model_dir), target, "--public-key", str(public), *labels, registry=registry
+    )
+    assert code == 0, err
+    assert planned == pushed and planned.strip() in registry.manifests
+    # Another revision annotation is another artifact.
+    code, other, _ = run(
+        "publish",
+        str(model_dir),
+        target,
+        "--public-key",
+        str(public),
+        "--dry-run",
+        "--revision",
+        "r2",
+    )
+    assert code == 0 and other != planned
+
+
+def test_publish_with_a_public_key_needs_the_custodians_signature(
+    model_dir: Path, key_pair: tuple[Path, Path], other_key_pair: tuple[Path, Path]
+) -> None:
+    target = "registry.test:5000/models/tiny"
+    registry = FakeRegistry()
+    argv = ["publish", str(model_dir), target, "--public-key", str(key_pair[1])]
+    code, _, err = run(*argv, registry=registry)
+    assert code == 4 and "has no model.sig" in err
+    assert not (model_dir / "model.sig").exists() and registry.manifests == {}
+    assert run("sign", str(model_dir), "--key", str(other_key_pair[0]))[0] == 0
+    code, _, err = run(*argv, registry=registry)
+    assert code == 3 and registry.manifests == {}
+    assert run("sign", str(model_dir), "--key", str(key_pair[0]))[0] == 0
+    (model_dir / "config.json").write_text("{}")
+    code, _, err = run(*argv, registry=registry)
+    assert code == 5 and "changed: config.json" in err and registry.manifests == {}

@@ -8,6 +8,7 @@ checkout's ``src/``.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -30,11 +31,16 @@ except ImportError:  # pragma: no cover - depends on how Ansible was started
     )
 
 from ansible.errors import AnsibleFilterError
+from jinja2 import Undefined
+
+_FACT_UNDEFINED = re.compile(r"'ansible_(facts|default_ipv[46]|[a-z0-9]+_ipv[46])' is undefined")
 
 
 def _materialize(value: Any) -> Any:
     """A plain copy of ``value``: ansible-core templates nested values lazily,
     on access, so walking them here surfaces every templating error now."""
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
     if isinstance(value, Mapping):
         return {key: _materialize(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -53,7 +59,7 @@ def inventory_problems(
     roles_paths: Iterable[str],
 ) -> list[str]:
     """Return one line per problem; an empty list when the inventory is sound."""
-    from sovereign.inventory import layout
+    from sovereign.inventory import layout, serving
 
     specs: dict[str, RoleSpec] = {}
     for roles_path in roles_paths:
@@ -71,7 +77,7 @@ def inventory_problems(
             + ", ".join(roles_paths)
         )
     prefixes = tuple(spec.prefix for spec in specs.values())
-    special = set(layout.RENAMED_VARIABLES) | set(layout.REMOVED_VARIABLES)
+    special = set(layout.RENAMED_VARIABLES) | set(layout.REMOVED_VARIABLES) | {serving.VARIABLE}
     hosts: dict[str, dict[str, Any]] = {}
     template_problems: list[str] = []
     unresolved: set[str] = set()
@@ -84,6 +90,10 @@ def inventory_problems(
             try:
                 values[name] = _materialize(host_vars[name])
             except Exception as exc:  # noqa: BLE001 - any templating error is reported as such
+                if _FACT_UNDEFINED.search(str(exc)):
+                    # Depends on facts not gathered yet (this play contacts no
+                    # host): the role's argument spec checks it when it runs.
+                    continue
                 template_problems.append(f"{name}: cannot be templated on {host}: {exc}")
                 unresolved.add(name)
         hosts[host] = values
