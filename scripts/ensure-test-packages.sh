@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Debian packages the controller-side tests run for real: the CNCF
-# distribution registry (model publish/pull round trip) and htpasswd.
+# distribution registry (model publish/pull round trip), htpasswd, Redis
+# (the gateway's shared quota state) and nginx (the gateway benchmark's
+# proxy_pass reference).
 # Installed as root when missing; otherwise those tests skip and say why.
 set -euo pipefail
 
-PACKAGES=(docker-registry apache2-utils)
+PACKAGES=(docker-registry apache2-utils redis-server nginx)
 missing=()
 for package in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
@@ -19,8 +21,8 @@ echo "ensure-test-packages: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq "${missing[@]}" >/dev/null
-# The package enables a registry on :5000 where systemd runs; the tests start
+# The packages enable their services where systemd runs; the tests start
 # their own on loopback, so the controller keeps none running.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
-  systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  systemctl disable --now docker-registry redis-server nginx >/dev/null 2>&1 || true
 fi

@@ -12,8 +12,22 @@ def _model(argv: Sequence[str]) -> int:
     return main(argv)
 
 
+def _gateway(argv: Sequence[str]) -> int:
+    from sovereign.gateway.cli import main
+
+    return main(argv)
+
+
+def _audit(argv: Sequence[str]) -> int:
+    from sovereign.audit.cli import main
+
+    return main(argv)
+
+
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "model": (_model, "sign, publish, pull and verify model artifacts"),
+    "gateway": (_gateway, "serve the inference gateway, or check its configuration"),
+    "audit": (_audit, "verify and prune the tamper-evident audit log"),
 }
 
 USAGE = "usage: sovereign COMMAND [ARGS...]\n\ncommands:\n" + "".join(

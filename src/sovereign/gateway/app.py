@@ -1,0 +1,724 @@
+"""The gateway's ASGI application: authenticate, admit, route, audit, forward.
+
+One request, in order: identity (trusted proxy headers or a bearer JWT), the
+body read within the size limit, the model, the data class and the routing
+decision (default deny), admission limits, the quota reservation, the
+``admitted`` audit record (no record, no service: 503), the backend call,
+then settlement of the quota from the backend's real usage and the
+``completed`` record. Every refusal is one ``rejected`` record and an
+OpenAI-style error body; every answer carries ``X-Request-Id``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from sovereign.gateway import audit_records
+from sovereign.gateway.admission import CHAT, COMPLETIONS, EMBEDDINGS, Admitted, Admitter
+from sovereign.gateway.config import UNCLASSIFIED, GatewayConfig
+from sovereign.gateway.dependencies import AuditSink, QuotaBackend
+from sovereign.gateway.errors import (
+    AuthenticationError,
+    BadRequestError,
+    GatewayError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RateLimitError,
+    ServiceUnavailableError,
+    UpstreamError,
+)
+from sovereign.gateway.identity import OidcVerifier, Principal
+from sovereign.gateway.limits import QuotaPolicy
+from sovereign.gateway.metrics import GatewayMetrics
+from sovereign.gateway.openapi import build_openapi
+from sovereign.gateway.quota import Reservation
+from sovereign.gateway.quota_errors import QuotaError, QuotaExceededError
+from sovereign.gateway.routing import DATA_CLASS_HEADER, Decision, Router, Target
+from sovereign.gateway.streaming import SseRelay
+from sovereign.gateway.trusted_header import TrustedProxies, principal_from_headers
+from sovereign.gateway.upstream import (
+    PATHS,
+    HttpxUpstream,
+    UpstreamAnswer,
+    UpstreamClient,
+    request_headers,
+    status_error,
+    transport_error,
+)
+from sovereign.gateway.upstream_pool import BackendTransportError
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("sovereign.gateway.access")
+
+REQUEST_ID_HEADER = "x-request-id"
+_JSON = "application/json"
+
+
+class Policy:
+    """Everything derived from the configuration that a reload may change."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.router = Router(config)
+        self.admitter = Admitter(config.admission)
+        self.quotas = QuotaPolicy(config.quotas)
+        self.model_names = sorted(config.models)
+        self.openapi = json.dumps(
+            build_openapi(self.model_names, sorted(config.routing.data_classes))
+        ).encode()
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What the gateway knows about one request so far."""
+
+    request_id: str
+    endpoint: str
+    started: float
+    principal: Principal | None = None
+    model: str | None = None
+    data_class: str = UNCLASSIFIED
+    decision: Decision | None = None
+    target: Target | None = None
+    admitted: Admitted | None = None
+    reservation: Reservation | None = None
+    upstream_s: float = 0.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def error_response(error: GatewayError, request_id: str) -> Response:
+    headers = {**error.headers, REQUEST_ID_HEADER: request_id}
+    return Response(
+        json.dumps(error.body()).encode(), error.status, headers=headers, media_type=_JSON
+    )
+
+
+class Gateway:
+    """The request pipeline; one per process."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        quota: QuotaBackend,
+        audit: AuditSink,
+        upstream: UpstreamClient | httpx.AsyncClient,
+        verifier: OidcVerifier | None,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
+        self.policy = Policy(config)
+        self.quota = quota
+        self.audit = audit
+        # An httpx client (tests) is adapted; in service it is the pool (build_client).
+        self.upstream: UpstreamClient = (
+            HttpxUpstream(upstream) if isinstance(upstream, httpx.AsyncClient) else upstream
+        )
+        self.verifier = verifier
+        self.metrics = metrics or GatewayMetrics()
+        trusted = config.identity.trusted_header
+        self.proxies = TrustedProxies(trusted.proxies if trusted.enabled else ())
+        self.access_log = config.logging.access_log
+
+    def reload(self, config: GatewayConfig) -> None:
+        """Take a new routing, admission, quota and canary policy; in-flight requests
+        finish under the old one. Identity, listeners, Redis and audit need a restart."""
+        old = self.policy.config
+        for key in ("identity", "listen", "tls", "metrics_listen", "redis_url", "audit"):
+            if getattr(old, key) != getattr(config, key):
+                log.warning("configuration key %r changed: it takes effect on restart", key)
+        self.policy = Policy(config)
+        self.access_log = config.logging.access_log
+
+    # -- identity ---------------------------------------------------------
+
+    async def authenticate(self, request: Request) -> Principal:
+        headers = request.headers
+        client = request.client
+        if self.proxies.trusts(client.host if client else None):
+            principal = principal_from_headers(headers)
+            if principal is not None:
+                return principal
+        authorization = headers.get("authorization")
+        if not authorization:
+            raise AuthenticationError("a bearer token is required", code="missing_token")
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise AuthenticationError("expected 'Authorization: Bearer <token>'")
+        if self.verifier is None:
+            raise AuthenticationError(
+                "bearer tokens are not accepted here; come through the SSO proxy"
+            )
+        return await self.verifier.verify(token)
+
+    # -- endpoints ----------------------------------------------------------
+
+    async def models(self, request: Request) -> Response:
+        request_id = uuid.uuid4().hex
+        try:
+            principal = await self.authenticate(request)
+        except GatewayError as error:
+            self.metrics.rejections.labels(error.code).inc()
+            return error_response(error, request_id)
+        policy = self.policy
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "sovereign"}
+            for name in policy.router.allowed_models(principal, policy.model_names)
+        ]
+        return Response(
+            json.dumps({"object": "list", "data": data}).encode(),
+            headers={REQUEST_ID_HEADER: request_id},
+            media_type=_JSON,
+        )
+
+    async def inference(self, request: Request, endpoint: str) -> Response:
+        exchange = Exchange(uuid.uuid4().hex, endpoint, time.perf_counter())
+        policy = self.policy
+        try:
+            raw, body = await self._admit(request, exchange, policy)
+        except GatewayError as error:
+            await self._reject(exchange, error)
+            return error_response(error, exchange.request_id)
+        admitted, decision, target = exchange.admitted, exchange.decision, exchange.target
+        assert admitted is not None and decision is not None and target is not None
+        assert exchange.principal is not None and exchange.model is not None
+        record = audit_records.admitted(
+            request_id=exchange.request_id,
+            endpoint=endpoint,
+            principal=exchange.principal,
+            model=exchange.model,
+            data_class=exchange.data_class,
+            decision=decision,
+            target=target,
+            admission=admitted,
+            prompt_sha256=hashlib.sha256(raw).hexdigest(),
+            full_text=raw.decode("utf-8", "replace") if decision.full_text else None,
+        )
+        try:
+            await self.audit.append(record)
+        except Exception as exc:  # any failure to record means no service
+            # Fail closed: a request that cannot be audited is never served.
+            self.metrics.audit_failures.labels("admitted").inc()
+            log.error("audit append failed, refusing %s: %s", exchange.request_id, exc)
+            await self._release(exchange)
+            refusal = ServiceUnavailableError(
+                "the audit log cannot record this request; it was not served",
+                code="audit_unavailable",
+            )
+            self._finish(exchange, refusal.status, refusal.code)
+            return error_response(refusal, exchange.request_id)
+        payload = self._payload(raw, body, admitted, exchange)
+        url = target.url.rstrip("/") + PATHS[endpoint]
+        headers = request_headers(exchange.request_id, admitted.stream)
+        if admitted.stream:
+            return await self._stream(exchange, url, payload, headers)
+        return await self._forward(exchange, url, payload, headers)
+
+    # -- admission ------------------------------------------------------------
+
+    async def _admit(
+        self, request: Request, exchange: Exchange, policy: Policy
+    ) -> tuple[bytes, dict[str, Any]]:
+        exchange.principal = principal = await self.authenticate(request)
+        raw = await self._read_body(request, policy.config.admission.max_request_bytes)
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise BadRequestError("the body is not valid JSON", code="invalid_json") from None
+        if not isinstance(body, dict):
+            raise BadRequestError("the body must be a JSON object", code="invalid_json")
+        model_name = body.get("model")
+        if not isinstance(model_name, str) or not model_name:
+            raise BadRequestError("'model' must be a model name", param="model")
+        model = policy.config.models.get(model_name)
+        if model is None:
+            raise NotFoundError(
+                f"model {model_name[:64]!r} does not exist", code="model_not_found", param="model"
+            )
+        exchange.model = model_name
+        if exchange.endpoint not in model.endpoints:
+            raise BadRequestError(
+                f"model {model_name!r} does not serve {PATHS[exchange.endpoint]}",
+                code="unsupported_endpoint",
+                param="model",
+            )
+        router = policy.router
+        exchange.data_class = router.data_class(request.headers.get(DATA_CLASS_HEADER), principal)
+        exchange.decision = decision = router.decide(principal, model_name, exchange.data_class)
+        exchange.admitted = admitted = policy.admitter.admit(
+            exchange.endpoint, body, model, principal.groups
+        )
+        exchange.target = router.target(model_name, decision.tier, principal.user)
+        user_limits, team_limits = policy.quotas.limits(principal)
+        try:
+            exchange.reservation = await self.quota.reserve(
+                request_id=exchange.request_id,
+                user=principal.user,
+                team=principal.team,
+                user_limits=user_limits,
+                team_limits=team_limits,
+                tokens=admitted.reserved_tokens,
+            )
+        except QuotaExceededError as exc:
+            raise RateLimitError(
+                f"{exc.scope} quota {exc.limit} of {exc.limit_value} is spent; "
+                f"retry after {exc.retry_after} s",
+                code="quota_exceeded",
+                limit=f"{exc.scope}.{exc.limit}",
+                limit_value=exc.limit_value,
+                headers={"Retry-After": str(max(1, int(exc.retry_after)))},
+            ) from None
+        except QuotaError as exc:  # unavailable (fail closed), or a duplicate request id
+            log.error("quota store refused %s: %s", exchange.request_id, exc)
+            raise ServiceUnavailableError(
+                "the quota store is unavailable; refusing rather than serving unmetered",
+                code="quota_unavailable",
+            ) from None
+        return raw, body
+
+    @staticmethod
+    async def _read_body(request: Request, limit: int) -> bytes:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLargeError(
+                f"request body of {declared} bytes is over the limit of {limit} bytes "
+                "(max_request_bytes)",
+                limit="max_request_bytes",
+                limit_value=limit,
+            )
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLargeError(
+                        f"request body is over the limit of {limit} bytes (max_request_bytes)",
+                        limit="max_request_bytes",
+                        limit_value=limit,
+                    )
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise BadRequestError("the client went away while sending") from None
+        return b"".join(chunks)
+
+    def _payload(
+        self, raw: bytes, body: dict[str, Any], admitted: Admitted, exchange: Exchange
+    ) -> bytes:
+        changed = admitted.changed
+        if admitted.stream:
+            options = body.get("stream_options")
+            body["stream_options"] = {**(options if isinstance(options, dict) else {})}
+            body["stream_options"]["include_usage"] = True
+            changed = True
+        assert exchange.model is not None
+        served = self.policy.config.models[exchange.model].served_name
+        if served is not None:
+            body["model"] = served
+            changed = True
+        return json.dumps(body).encode() if changed else raw
+
+    # -- forwarding -----------------------------------------------------------
+
+    async def _forward(
+        self, exchange: Exchange, url: str, payload: bytes, headers: dict[str, str]
+    ) -> Response:
+        target = exchange.target
+        assert target is not None
+        sent = time.perf_counter()
+        try:
+            upstream = await self.upstream.post(url, payload, headers)
+            content = await upstream.read()
+        except BackendTransportError as exc:
+            exchange.upstream_s = time.perf_counter() - sent
+            return await self._upstream_failed(exchange, transport_error(exc, target.version))
+        exchange.upstream_s = time.perf_counter() - sent
+        if upstream.status != 200:
+            return await self._upstream_failed(
+                exchange, status_error(upstream.status, content, target.version)
+            )
+        usage: dict[str, Any] | None = None
+        text: str | None = None
+        try:
+            parsed = json.loads(content)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and isinstance(parsed.get("usage"), dict):
+            usage = parsed["usage"]
+        if exchange.decision is not None and exchange.decision.full_text:
+            text = content.decode("utf-8", "replace")
+
+        async def books() -> None:
+            # After the answer is sent: the client does not wait for the books.
+            used = await self._settle(exchange, usage, None)
+            await self._completed(exchange, 200, "ok", usage, used, hashlib.sha256(content), text)
+            self._finish(exchange, 200, "ok")
+
+        return Response(
+            content,
+            200,
+            headers={REQUEST_ID_HEADER: exchange.request_id},
+            media_type=upstream.content_type or _JSON,
+            background=BackgroundTask(books),
+        )
+
+    async def _stream(
+        self, exchange: Exchange, url: str, payload: bytes, headers: dict[str, str]
+    ) -> Response:
+        target = exchange.target
+        assert target is not None
+        sent = time.perf_counter()
+        try:
+            upstream = await self.upstream.post(url, payload, headers)
+        except BackendTransportError as exc:
+            exchange.upstream_s = time.perf_counter() - sent
+            return await self._upstream_failed(exchange, transport_error(exc, target.version))
+        if upstream.status != 200:
+            try:
+                content = await upstream.read()
+            except BackendTransportError:
+                content = b""
+            finally:
+                await upstream.aclose()
+            exchange.upstream_s = time.perf_counter() - sent
+            return await self._upstream_failed(
+                exchange, status_error(upstream.status, content, target.version)
+            )
+        assert exchange.admitted is not None and exchange.decision is not None
+        relay = SseRelay(
+            forward_usage=exchange.admitted.include_usage,
+            collect_text=exchange.decision.full_text,
+        )
+        return RelayResponse(self, exchange, upstream, relay, sent)
+
+    async def _upstream_failed(self, exchange: Exchange, error: GatewayError) -> Response:
+        await self._release(exchange)
+        await self._completed(exchange, error.status, error.code, None, 0, hashlib.sha256(), None)
+        self._finish(exchange, error.status, error.code)
+        return error_response(error, exchange.request_id)
+
+    # -- bookkeeping ----------------------------------------------------------
+
+    async def _settle(
+        self, exchange: Exchange, usage: dict[str, Any] | None, streamed_chunks: int | None
+    ) -> int:
+        """Charge the real usage; without one, the reservation (or, for a stream,
+        the prompt estimate plus one token per chunk seen)."""
+        admitted = exchange.admitted
+        assert admitted is not None
+        used = _used_tokens(usage)
+        if used is None:
+            if streamed_chunks is None:
+                used = admitted.reserved_tokens
+            else:
+                used = admitted.prompt_tokens + streamed_chunks
+        if exchange.reservation is not None:
+            try:
+                await self.quota.settle(exchange.reservation, used)
+            except Exception as exc:  # the answer is already out
+                # The reservation stays charged (conservative); the quota store logs why.
+                log.warning("quota settle failed for %s: %s", exchange.request_id, exc)
+        team = exchange.principal.team if exchange.principal else None
+        if usage is not None and exchange.model is not None:
+            for kind in ("prompt_tokens", "completion_tokens"):
+                value = usage.get(kind)
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    self.metrics.tokens.labels(exchange.model, team or "none", kind[:-7]).inc(value)
+        return used
+
+    async def _release(self, exchange: Exchange) -> None:
+        if exchange.reservation is None:
+            return
+        try:
+            await self.quota.release(exchange.reservation)
+        except Exception as exc:  # refunding is best effort
+            log.warning("quota release failed for %s: %s", exchange.request_id, exc)
+
+    async def _completed(
+        self,
+        exchange: Exchange,
+        status: int,
+        outcome: str,
+        usage: dict[str, Any] | None,
+        used: int,
+        digest: hashlib._Hash,
+        text: str | None,
+    ) -> None:
+        assert exchange.model is not None and exchange.target is not None
+        record = audit_records.completed(
+            request_id=exchange.request_id,
+            model=exchange.model,
+            data_class=exchange.data_class,
+            version=exchange.target.version,
+            status=status,
+            outcome=outcome,
+            usage=usage,
+            used_tokens=used,
+            response_sha256=digest.hexdigest(),
+            upstream_s=exchange.upstream_s,
+            full_text=text,
+        )
+        try:
+            await self.audit.append(record)
+        except Exception as exc:  # the answer is already out; alert on it
+            self.metrics.audit_failures.labels("completed").inc()
+            log.error("audit append failed for completed %s: %s", exchange.request_id, exc)
+
+    async def _reject(self, exchange: Exchange, error: GatewayError) -> None:
+        decision = exchange.decision
+        record = audit_records.rejected(
+            request_id=exchange.request_id,
+            endpoint=exchange.endpoint,
+            principal=exchange.principal,
+            model=exchange.model,
+            data_class=exchange.data_class,
+            status=error.status,
+            reason=error.code,
+            message=error.message,
+            limit=error.limit,
+            limit_value=error.limit_value,
+            rule=decision.rule if decision is not None else None,
+        )
+        try:
+            await self.audit.append(record)
+        except Exception as exc:  # the request is refused either way
+            self.metrics.audit_failures.labels("rejected").inc()
+            log.error("audit append failed for rejected %s: %s", exchange.request_id, exc)
+        self.metrics.rejections.labels(error.code).inc()
+        self._finish(exchange, error.status, error.code)
+
+    def _finish(self, exchange: Exchange, status: int, outcome: str, **extra: object) -> None:
+        elapsed = time.perf_counter() - exchange.started
+        model = exchange.model if exchange.model in self.policy.config.models else "other"
+        assert model is not None
+        metrics = self.metrics
+        metrics.requests.labels(exchange.endpoint, model, str(status)).inc()
+        metrics.duration.labels(exchange.endpoint, model).observe(elapsed)
+        if exchange.upstream_s and exchange.target is not None:
+            metrics.upstream.labels(model, exchange.target.version).observe(exchange.upstream_s)
+        if self.access_log and access_log.isEnabledFor(logging.INFO):
+            principal = exchange.principal
+            access_log.info(
+                json.dumps(
+                    {
+                        "request_id": exchange.request_id,
+                        "user": principal.user if principal else None,
+                        "team": principal.team if principal else None,
+                        "endpoint": exchange.endpoint,
+                        "model": exchange.model,
+                        "version": exchange.target.version if exchange.target else None,
+                        "data_class": exchange.data_class,
+                        "status": status,
+                        "outcome": outcome,
+                        "duration_ms": round(elapsed * 1000, 3),
+                        "upstream_ms": round(exchange.upstream_s * 1000, 3),
+                        **extra,
+                    }
+                )
+            )
+
+
+def _used_tokens(usage: dict[str, Any] | None) -> int | None:
+    if usage is None:
+        return None
+    total = usage.get("total_tokens")
+    if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+        return total
+    parts = [usage.get("prompt_tokens"), usage.get("completion_tokens")]
+    counts = [p for p in parts if isinstance(p, int) and not isinstance(p, bool) and p >= 0]
+    return sum(counts) if counts else None
+
+
+class RelayResponse(Response):
+    """Streams the backend's events to the client as they arrive, then settles
+    the quota and writes the ``completed`` record, whatever ended the stream."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        exchange: Exchange,
+        upstream: UpstreamAnswer,
+        relay: SseRelay,
+        sent: float,
+    ) -> None:
+        self.gateway = gateway
+        self.exchange = exchange
+        self.upstream = upstream
+        self.relay = relay
+        self.sent = sent
+        self.status_code = 200
+        self.background = None
+        self.init_headers(
+            {
+                REQUEST_ID_HEADER: exchange.request_id,
+                "content-type": "text/event-stream; charset=utf-8",
+                "cache-control": "no-cache",
+                "x-accel-buffering": "no",
+            }
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exchange, relay, gateway = self.exchange, self.relay, self.gateway
+        status, outcome = 200, "ok"
+        first = True
+        chunks = self.upstream.iter_raw()
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for chunk in chunks:
+                out = relay.feed(chunk)
+                if out:
+                    if first:
+                        first = False
+                        assert exchange.model is not None
+                        gateway.metrics.first_byte.labels(exchange.model).observe(
+                            time.perf_counter() - exchange.started
+                        )
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+            await send({"type": "http.response.body", "body": relay.finish(), "more_body": False})
+        except BackendTransportError as exc:
+            assert exchange.target is not None
+            error: UpstreamError = transport_error(exc, exchange.target.version)
+            status, outcome = error.status, "upstream_failed_mid_stream"
+            event = b"data: " + json.dumps(error.body()).encode() + b"\n\n"
+            try:
+                await send({"type": "http.response.body", "body": event, "more_body": False})
+            except OSError:
+                pass
+        except OSError:
+            outcome = "client_disconnected"
+        except Exception:  # the status line is out: end the stream, never hang it
+            log.exception("relay of %s failed", exchange.request_id)
+            status, outcome = 500, "gateway_error_mid_stream"
+            event = b"data: " + json.dumps(GatewayError("internal error").body()).encode()
+            with contextlib.suppress(Exception):
+                await send(
+                    {"type": "http.response.body", "body": event + b"\n\n", "more_body": False}
+                )
+        finally:
+            exchange.upstream_s = time.perf_counter() - self.sent
+            with anyio.CancelScope(shield=True):
+                await chunks.aclose()
+                await self.upstream.aclose()
+                if outcome == "ok" and relay.usage is None:
+                    outcome = "ok_without_usage"
+                used = await gateway._settle(exchange, relay.usage, relay.content_chunks)
+                text = "".join(relay.text) if relay.collect_text else None
+                await gateway._completed(
+                    exchange, status, outcome, relay.usage, used, relay.sha256, text
+                )
+                gateway._finish(exchange, status, outcome)
+
+
+# -- the Starlette application ---------------------------------------------------------
+
+
+class _Slot:
+    gateway: Gateway | None = None
+
+
+def create_app(
+    gateway: Gateway | None = None,
+    *,
+    lifespan: Callable[[], AbstractAsyncContextManager[Gateway]] | None = None,
+) -> Starlette:
+    """The ASGI app around a gateway, or around the one ``lifespan`` opens."""
+    slot = _Slot()
+    slot.gateway = gateway
+
+    def current() -> Gateway:
+        if slot.gateway is None:
+            raise ServiceUnavailableError("the gateway is starting", code="starting")
+        return slot.gateway
+
+    async def chat(request: Request) -> Response:
+        return await current().inference(request, CHAT)
+
+    async def completions(request: Request) -> Response:
+        return await current().inference(request, COMPLETIONS)
+
+    async def embeddings(request: Request) -> Response:
+        return await current().inference(request, EMBEDDINGS)
+
+    async def models(request: Request) -> Response:
+        return await current().models(request)
+
+    async def openapi(request: Request) -> Response:
+        return Response(current().policy.openapi, media_type=_JSON)
+
+    async def health(request: Request) -> Response:
+        gateway = current()
+        healthy = bool(gateway.audit.healthy)
+        gateway.metrics.audit_healthy.set(1 if healthy else 0)
+        body = {"status": "ok" if healthy else "audit log unhealthy"}
+        return Response(json.dumps(body).encode(), 200 if healthy else 503, media_type=_JSON)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        error: GatewayError
+        if exc.status_code == 405:
+            error = MethodNotAllowedError(f"method {request.method} is not allowed here")
+        elif exc.status_code == 404:
+            error = NotFoundError(f"no such endpoint {request.url.path[:128]!r}")
+        else:
+            error = GatewayError(str(exc.detail))
+            error.status = exc.status_code
+        return error_response(error, uuid.uuid4().hex)
+
+    async def on_gateway_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)
+        return error_response(exc, uuid.uuid4().hex)
+
+    async def on_crash(request: Request, exc: Exception) -> Response:
+        request_id = uuid.uuid4().hex
+        log.exception("unexpected error in request %s", request_id)
+        error = GatewayError(f"internal error (request id {request_id})")
+        return error_response(error, request_id)
+
+    @asynccontextmanager
+    async def run(app: Starlette) -> AsyncIterator[None]:
+        if lifespan is None:
+            yield
+            return
+        async with lifespan() as opened:
+            slot.gateway = opened
+            try:
+                yield
+            finally:
+                slot.gateway = None
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/completions", completions, methods=["POST"]),
+            Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
+            Route("/healthz", health, methods=["GET"]),
+        ],
+        exception_handlers={
+            HTTPException: on_http_error,
+            GatewayError: on_gateway_error,
+            Exception: on_crash,
+        },
+        lifespan=run,
+    )

@@ -1,0 +1,70 @@
+"""``sovereign gateway``: serve the inference gateway, or check its configuration.
+
+Exit codes: 0 ok, 1 start-up failure (audit directory, key, listener), 2 bad
+arguments or an invalid configuration (every problem is named, one a line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn, TextIO
+
+from sovereign.gateway.config import load_config
+from sovereign.gateway.errors import EXIT_BAD_CONFIG, ConfigError, StartupError
+
+PROG = "sovereign gateway"
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{message} (see {self.prog} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    serve = commands.add_parser("serve", help="run the gateway (SIGHUP reloads the policy)")
+    serve.add_argument("--config", type=Path, required=True, help="the gateway's YAML file")
+    check = commands.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("config", type=Path)
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    try:
+        args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+        if args.command == "check-config":
+            config = load_config(args.config)
+            rules = len(config.routing.rules)
+            out.write(f"OK: {args.config} ({len(config.models)} models, {rules} rules)\n")
+        else:
+            from sovereign.gateway.server import serve
+
+            serve(args.config)
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_CONFIG
+    except _UsageError as exc:
+        err.write(f"{PROG}: error: {exc}\n")
+        return EXIT_BAD_CONFIG
+    except ConfigError as exc:
+        err.write(f"{PROG}: error: {exc}\n")
+        return exc.exit_code
+    except StartupError as exc:
+        err.write(f"{PROG}: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0

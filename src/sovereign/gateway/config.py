@@ -1,0 +1,399 @@
+"""The gateway's configuration: one typed object loaded from one YAML file.
+
+``load_config(path)`` parses and validates the file the role templates. Every
+problem is reported with the path of the key it concerns, e.g.
+``routing.rules[2].tier: unknown tier 'gold'``; cross-references (rules name
+existing tiers and models, canary weights sum to 100, proxy CIDRs parse...)
+are checked after the shape, and all problems are reported at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sovereign.gateway.errors import ConfigError
+
+UNCLASSIFIED = "unclassified"
+# Asymmetric JWS algorithms only: "none" and the HMAC family (a shared secret,
+# or an RSA public key abused as one) are never accepted.
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+Name = Annotated[str, Field(pattern=_NAME)]
+# The audit log keeps one hash chain per data class, named by it.
+DataClass = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+PositiveInt = Annotated[int, Field(gt=0)]
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Listen(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class Tls(_Model):
+    """Serve HTTPS with this certificate chain and key (PEM)."""
+
+    cert: Path
+    key: Path
+
+
+class Claims(_Model):
+    """Where the identity lives in the token; dotted paths reach nested claims."""
+
+    user: str = "preferred_username"
+    groups: str = "groups"
+    team: str | None = "team"
+
+
+class Oidc(_Model):
+    issuer: str
+    # Defaults to ISSUER/.well-known/openid-configuration.
+    discovery_url: str | None = None
+    audience: str
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "PS256", "ES256"])
+    claims: Claims = Claims()
+    leeway_s: float = Field(default=30.0, ge=0, le=300)
+    jwks_cache_ttl_s: Seconds = 300.0
+    # An unknown "kid" re-fetches the JWKS at most this often, so forged
+    # tokens cannot make the gateway hammer the IdP.
+    jwks_min_refetch_interval_s: float = Field(default=30.0, ge=0)
+    ca_bundle: Path | None = None
+    timeout_s: Seconds = 5.0
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("list at least one algorithm")
+        bad = [name for name in value if name not in ASYMMETRIC_ALGORITHMS]
+        if bad:
+            raise ValueError(
+                f"not allowed: {', '.join(bad)} (asymmetric only: "
+                f"{', '.join(sorted(ASYMMETRIC_ALGORITHMS))})"
+            )
+        return value
+
+
+class TrustedHeader(_Model):
+    """Take X-Sovereign-User/-Groups/-Team from the SSO proxy, and only from it."""
+
+    enabled: bool = False
+    proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("proxies")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an address or CIDR") from exc
+        return value
+
+
+class Identity(_Model):
+    oidc: Oidc | None = None
+    trusted_header: TrustedHeader = TrustedHeader()
+
+
+class Limits(_Model):
+    """A quota; ``null`` (or absent in the defaults) is unlimited."""
+
+    requests_per_minute: PositiveInt | None = None
+    tokens_per_day: PositiveInt | None = None
+    tokens_per_month: PositiveInt | None = None
+
+
+class Quotas(_Model):
+    """Defaults, then overrides: for a user, the most generous of their groups'
+    overrides, then their own; for a team, its own override. An override sets
+    only the fields it names."""
+
+    user_defaults: Limits = Limits()
+    team_defaults: Limits = Limits()
+    groups: dict[str, Limits] = Field(default_factory=dict)
+    users: dict[str, Limits] = Field(default_factory=dict)
+    teams: dict[str, Limits] = Field(default_factory=dict)
+    key_prefix: str = "sovereign:quota"
+
+
+class Admission(_Model):
+    max_request_bytes: PositiveInt = 1_048_576
+    max_tokens_cap: PositiveInt = 4096
+    max_prompt_tokens: PositiveInt = 32_768
+    max_tool_chain_depth: int = Field(default=8, ge=0)
+    # Prompt tokens are estimated as ceil(UTF-8 bytes / bytes_per_token) plus
+    # a few per message; a smaller number is more conservative. Settled later
+    # from the upstream's real usage.
+    bytes_per_token: float = Field(default=3.0, gt=0, le=16)
+    # group -> tool names its members may offer the model ("*": any).
+    allowed_tools: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class ModelVersion(_Model):
+    name: Name
+    weight: int = Field(ge=0, le=100)
+    # SHA-256 of the weights, from the serving manifest; goes into the audit.
+    digest: str
+    # tier -> base URLs of the backends serving this version in that tier.
+    backends: dict[str, list[str]]
+
+    @field_validator("digest")
+    @classmethod
+    def _digest(cls, value: str) -> str:
+        if not _DIGEST.match(value):
+            raise ValueError("expected sha256:<64 lowercase hex digits>")
+        return value
+
+    @field_validator("backends")
+    @classmethod
+    def _urls(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for tier, urls in value.items():
+            if not urls:
+                raise ValueError(f"tier {tier!r} lists no backend URL")
+            for url in urls:
+                if not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
+                    raise ValueError(f"{url!r} is not an http(s) URL")
+        return value
+
+
+Endpoint = Literal["chat", "completions", "embeddings"]
+
+
+_CHAT_AND_COMPLETIONS: list[Endpoint] = ["chat", "completions"]
+
+
+class ModelEntry(_Model):
+    endpoints: list[Endpoint] = Field(default_factory=lambda: _CHAT_AND_COMPLETIONS.copy())
+    versions: list[ModelVersion] = Field(min_length=1)
+    bytes_per_token: float | None = Field(default=None, gt=0, le=16)
+    max_tokens_cap: PositiveInt | None = None
+    max_prompt_tokens: PositiveInt | None = None
+    # The model name the backends serve, when it is not the public one.
+    served_name: str | None = None
+
+
+class Tier(_Model):
+    description: str = ""
+
+
+class Rule(_Model):
+    """First matching rule wins; an absent list matches anything."""
+
+    name: Name
+    action: Literal["admit", "deny"] = "admit"
+    data_classes: list[str] | None = None
+    groups: list[str] | None = None
+    # Absent: every model served in the tier.
+    models: list[str] | None = None
+    tier: str | None = None
+    audit_full_text: bool = False
+
+
+class Routing(_Model):
+    data_classes: list[DataClass] = Field(default_factory=list)
+    # Members of these groups must label every request with a data class.
+    restricted_groups: list[str] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
+    # Salt of the sticky canary hash; change it to reshuffle users.
+    canary_salt: str = "sovereign"
+
+
+class Audit(_Model):
+    directory: Path
+    signing_key: Path | None = None
+    checkpoint_every: PositiveInt = 1000
+    checkpoint_interval_s: Seconds = 60.0
+    retention_days: dict[str, PositiveInt] = Field(default_factory=dict)
+    default_retention_days: PositiveInt = 3650
+    # Data classes whose records keep the full prompt and response text.
+    full_text_data_classes: list[str] = Field(default_factory=list)
+
+
+class Upstream(_Model):
+    connect_timeout_s: Seconds = 5.0
+    read_timeout_s: Seconds = 300.0
+    write_timeout_s: Seconds = 30.0
+    pool_timeout_s: Seconds = 5.0
+    max_connections: PositiveInt = 512
+    max_keepalive_connections: PositiveInt = 128
+    ca_bundle: Path | None = None
+
+
+class Logging(_Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # One JSON line per request on stderr (journald); no prompt text.
+    access_log: bool = True
+
+
+class GatewayConfig(_Model):
+    listen: Listen = Listen()
+    tls: Tls | None = None
+    metrics_listen: Listen | None = Listen(host="127.0.0.1", port=9464)
+    identity: Identity
+    redis_url: str
+    quotas: Quotas = Quotas()
+    admission: Admission = Admission()
+    models: dict[Name, ModelEntry]
+    tiers: dict[Name, Tier]
+    routing: Routing
+    audit: Audit
+    upstream: Upstream = Upstream()
+    logging: Logging = Logging()
+
+
+def _loc(parts: Iterable[int | str]) -> str:
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def _shape_problems(exc: ValidationError) -> list[str]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        # Drop pydantic's internal steps (function-after[...], union members).
+        loc = [p for p in error["loc"] if not (isinstance(p, str) and "[" in p)]
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append(f"{_loc(loc)}: {message}")
+    return problems
+
+
+def cross_check(config: GatewayConfig) -> list[str]:
+    """Problems a per-key check cannot see: names that must refer to each other."""
+    problems: list[str] = []
+    identity = config.identity
+    if identity.oidc is None and not identity.trusted_header.enabled:
+        problems.append("identity: configure oidc, trusted_header, or both")
+    if identity.trusted_header.enabled and not identity.trusted_header.proxies:
+        problems.append("identity.trusted_header.proxies: list the SSO proxy addresses")
+    if not re.match(r"^(redis|rediss|unix)://", config.redis_url):
+        problems.append("redis_url: expected redis://, rediss:// or unix://")
+
+    classes = set(config.routing.data_classes)
+    if UNCLASSIFIED in classes:
+        problems.append(
+            f"routing.data_classes: {UNCLASSIFIED!r} is the label of unlabelled requests; "
+            "do not list it"
+        )
+    known_classes = classes | {UNCLASSIFIED}
+
+    for name, model in config.models.items():
+        where = f"models.{name}"
+        total = sum(version.weight for version in model.versions)
+        if total != 100:
+            problems.append(f"{where}.versions: weights sum to {total}, not 100")
+        seen: set[str] = set()
+        tier_sets = []
+        for index, version in enumerate(model.versions):
+            if version.name in seen:
+                problems.append(f"{where}.versions[{index}].name: duplicate {version.name!r}")
+            seen.add(version.name)
+            tier_sets.append(set(version.backends))
+            for tier in version.backends:
+                if tier not in config.tiers:
+                    problems.append(f"{where}.versions[{index}].backends: unknown tier {tier!r}")
+        if tier_sets and any(s != tier_sets[0] for s in tier_sets):
+            problems.append(
+                f"{where}.versions: every version must have backends in the same tiers "
+                "(else a user's canary bucket could land where it is not served)"
+            )
+
+    served = _served_models(config)
+    names = set()
+    for index, rule in enumerate(config.routing.rules):
+        where = f"routing.rules[{index}]"
+        if rule.name in names:
+            problems.append(f"{where}.name: duplicate rule name {rule.name!r}")
+        names.add(rule.name)
+        for label in rule.data_classes or ():
+            if label not in known_classes:
+                problems.append(f"{where}.data_classes: unknown data class {label!r}")
+        if rule.action == "deny":
+            if rule.tier is not None:
+                problems.append(f"{where}.tier: a deny rule names no tier")
+            continue
+        if rule.tier is None:
+            problems.append(f"{where}.tier: an admit rule must name a tier")
+            continue
+        if rule.tier not in config.tiers:
+            problems.append(f"{where}.tier: unknown tier {rule.tier!r}")
+            continue
+        for model_name in rule.models or ():
+            if model_name not in config.models:
+                problems.append(f"{where}.models: unknown model {model_name!r}")
+            elif model_name not in served.get(rule.tier, set()):
+                problems.append(
+                    f"{where}.models: model {model_name!r} has no backend in tier {rule.tier!r}"
+                )
+
+    for label in config.audit.full_text_data_classes:
+        if label not in known_classes:
+            problems.append(f"audit.full_text_data_classes: unknown data class {label!r}")
+    for label in config.audit.retention_days:
+        if label not in known_classes:
+            problems.append(f"audit.retention_days: unknown data class {label!r}")
+    if config.tls is not None:
+        for key in ("cert", "key"):
+            path: Path = getattr(config.tls, key)
+            if not path.is_file():
+                problems.append(f"tls.{key}: no such file {str(path)!r}")
+    return problems
+
+
+def _served_models(config: GatewayConfig) -> dict[str, set[str]]:
+    served: dict[str, set[str]] = {}
+    for name, model in config.models.items():
+        for version in model.versions:
+            for tier in version.backends:
+                served.setdefault(tier, set()).add(name)
+    return served
+
+
+def parse_config(data: object, source: str = "configuration") -> GatewayConfig:
+    """Validate already-parsed YAML; raises ConfigError naming every bad key."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = _shape_problems(exc)
+        raise ConfigError(f"{source}: {len(problems)} problem(s)", problems) from None
+    problems = cross_check(config)
+    if problems:
+        raise ConfigError(f"{source}: {len(problems)} problem(s)", problems)
+    return config
+
+
+def load_config(path: Path) -> GatewayConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} not valid YAML: {exc}") from exc
+    return parse_config(data, str(path))

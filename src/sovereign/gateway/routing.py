@@ -1,0 +1,160 @@
+"""Where a request may go: data class x groups x model -> tier, default deny.
+
+The rules are evaluated in order and the first one that matches decides; a
+rule's absent list matches anything, and an absent ``models`` list means every
+model the rule's tier serves. No matching rule is a refusal naming what was
+asked. Members of the restricted groups must label every request with a data
+class. Within the tier the user's canary bucket picks the model version, and
+the version's backends take turns.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sovereign.gateway.canary import CanarySplit, bucket
+from sovereign.gateway.config import UNCLASSIFIED, GatewayConfig
+from sovereign.gateway.errors import BadRequestError, PermissionDeniedError
+from sovereign.gateway.identity import Principal
+
+DATA_CLASS_HEADER = "x-sovereign-data-class"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    rule: str
+    tier: str
+    full_text: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    version: str
+    digest: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    name: str
+    admit: bool
+    data_classes: frozenset[str] | None
+    groups: frozenset[str] | None
+    models: frozenset[str]
+    tier: str
+    full_text: bool
+
+
+class Router:
+    """The routing policy of one configuration, precomputed."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.data_classes = frozenset(config.routing.data_classes)
+        self.restricted_groups = frozenset(config.routing.restricted_groups)
+        self._salt = config.routing.canary_salt
+        self._full_text_classes = frozenset(config.audit.full_text_data_classes)
+        served: dict[str, set[str]] = {}
+        for name, model in config.models.items():
+            for version in model.versions:
+                for tier in version.backends:
+                    served.setdefault(tier, set()).add(name)
+        all_models = frozenset(config.models)
+        self._rules = tuple(
+            _Rule(
+                name=rule.name,
+                admit=rule.action == "admit",
+                data_classes=None if rule.data_classes is None else frozenset(rule.data_classes),
+                groups=None if rule.groups is None else frozenset(rule.groups),
+                models=frozenset(
+                    rule.models
+                    if rule.models is not None
+                    else (served.get(rule.tier, set()) if rule.tier else all_models)
+                ),
+                tier=rule.tier or "",
+                full_text=rule.audit_full_text,
+            )
+            for rule in config.routing.rules
+        )
+        self._splits = {
+            name: CanarySplit([(v.name, v.weight) for v in model.versions])
+            for name, model in config.models.items()
+        }
+        self._digests = {
+            (name, v.name): v.digest
+            for name, model in config.models.items()
+            for v in model.versions
+        }
+        self._backends: dict[tuple[str, str, str], Iterator[str]] = {
+            (name, v.name, tier): itertools.cycle(urls)
+            for name, model in config.models.items()
+            for v in model.versions
+            for tier, urls in v.backends.items()
+        }
+
+    def data_class(self, label: str | None, principal: Principal) -> str:
+        """The request's data class; refuses unknown labels and unlabelled restricted users."""
+        if label is None or not label.strip():
+            restricted = principal.groups & self.restricted_groups
+            if restricted:
+                raise PermissionDeniedError(
+                    f"members of {', '.join(sorted(restricted))} must label every request "
+                    "with the X-Sovereign-Data-Class header",
+                    code="data_class_required",
+                    param="X-Sovereign-Data-Class",
+                )
+            return UNCLASSIFIED
+        label = label.strip()
+        if label not in self.data_classes and label != UNCLASSIFIED:
+            known = ", ".join(sorted(self.data_classes)) or "none configured"
+            raise BadRequestError(
+                f"unknown data class {label[:64]!r} (known: {known})",
+                code="unknown_data_class",
+                param="X-Sovereign-Data-Class",
+            )
+        return label
+
+    def decide(self, principal: Principal, model: str, data_class: str) -> Decision:
+        for rule in self._rules:
+            if rule.data_classes is not None and data_class not in rule.data_classes:
+                continue
+            if rule.groups is not None and rule.groups.isdisjoint(principal.groups):
+                continue
+            if model not in rule.models:
+                continue
+            if not rule.admit:
+                raise PermissionDeniedError(
+                    f"routing rule {rule.name!r} denies data class {data_class!r} "
+                    f"on model {model!r}",
+                    code="routing_denied",
+                )
+            return Decision(
+                rule.name, rule.tier, rule.full_text or data_class in self._full_text_classes
+            )
+        groups = ", ".join(sorted(principal.groups)) or "(none)"
+        raise PermissionDeniedError(
+            f"no routing rule admits data class {data_class!r} for groups [{groups}] "
+            f"on model {model!r}",
+            code="routing_denied",
+        )
+
+    def allowed_models(self, principal: Principal, models: list[str]) -> list[str]:
+        """Models some rule admits this user to, for some data class."""
+        classes = [*self.data_classes, UNCLASSIFIED]
+        allowed = []
+        for model in models:
+            for label in classes:
+                try:
+                    self.decide(principal, model, label)
+                except PermissionDeniedError:
+                    continue
+                allowed.append(model)
+                break
+        return allowed
+
+    def target(self, model: str, tier: str, user: str) -> Target:
+        version = self._splits[model].choose(bucket(self._salt, model, user))
+        return Target(
+            version, self._digests[model, version], next(self._backends[model, version, tier])
+        )

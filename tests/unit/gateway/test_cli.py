@@ -1,0 +1,52 @@
+"""``sovereign gateway check-config`` and the top-level dispatch."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import yaml
+
+from sovereign.cli import main as sovereign_main
+from sovereign.gateway.cli import main
+from tests.unit.gateway.conftest import BASE_CONFIG
+
+
+def _write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "gateway.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_check_config_accepts_a_valid_file(tmp_path: Path) -> None:
+    out = io.StringIO()
+    assert main(["check-config", str(_write(tmp_path, BASE_CONFIG))], stdout=out) == 0
+    assert out.getvalue().startswith("OK: ") and "3 models, 4 rules" in out.getvalue()
+
+
+def test_check_config_names_every_problem_and_exits_2(tmp_path: Path) -> None:
+    data = yaml.safe_load(yaml.safe_dump(BASE_CONFIG))
+    data["routing"]["rules"][1]["tier"] = "gold"
+    data["models"]["tiny"]["versions"][0]["weight"] = 90
+    err = io.StringIO()
+    assert main(["check-config", str(_write(tmp_path, data))], stderr=err) == 2
+    text = err.getvalue()
+    assert "routing.rules[1].tier: unknown tier 'gold'" in text
+    assert "models.tiny.versions: weights sum to 95, not 100" in text
+    assert "Traceback" not in text
+
+
+def test_bad_arguments_exit_2() -> None:
+    err = io.StringIO()
+    assert main(["serve"], stderr=err) == 2
+    assert "--config" in err.getvalue()
+
+
+def test_serve_with_a_bad_config_exits_2_before_listening(tmp_path: Path) -> None:
+    err = io.StringIO()
+    assert main(["serve", "--config", str(tmp_path / "none.yml")], stderr=err) == 2
+    assert "cannot read" in err.getvalue()
+
+
+def test_sovereign_gateway_is_dispatched(tmp_path: Path) -> None:
+    assert sovereign_main(["gateway", "check-config", str(_write(tmp_path, BASE_CONFIG))]) == 0
