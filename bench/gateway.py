@@ -1,6 +1,7 @@
 """Benchmark: latency the inference gateway adds, against nginx proxy_pass and no proxy.
 
 Usage: .venv/bin/python bench/gateway.py [--seconds 6] [--rate 500] [--concurrency 32]
+                                         [--repeat 2] [--audit-dir DIR]
 
 Everything runs on this machine, on loopback: a fake OpenAI backend (raw
 asyncio on uvloop, in its own process, answering at once; it also serves the
@@ -13,7 +14,15 @@ streamed ones (8 events plus the usage chunk):
   1. open loop at ``--rate`` requests/s for ``--seconds``: p50/p99 latency,
      and what the proxy adds to the direct figures;
   2. closed loop with ``--concurrency`` requests in flight: requests/s, as a
-     ratio to the direct run.
+     ratio to the direct run, and the CPU time the serving process (backend,
+     nginx or gateway) spent per request, from /proc: unlike latency, that
+     figure hardly moves with the load other jobs put on the machine.
+Each measurement is repeated ``--repeat`` times, interleaved (direct, nginx,
+gateway, then again): the table shows the best of them (lowest latency,
+highest requests/s) and the spread (worst minus best), since other jobs on a
+shared machine disturb single runs. ``--audit-dir`` puts the gateway's audit
+log in a directory of that file system (say /dev/shm against a disk); by
+default it is in the temporary directory; the report names the file system.
 The target recorded at the end: p99 added latency under 2 ms at 500
 requests/s. The load generator shares the CPUs with everything it measures;
 compare figures within one run, not across machines.
@@ -138,11 +147,12 @@ def _backend_main(port: int, jwks: dict[str, Any], ready: Any) -> None:
 
     async def main() -> None:
         server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=4096)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         ready.set()
         async with server:
-            await server.serve_forever()
+            await stop.wait()
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvloop.run(main())
 
 
@@ -251,9 +261,10 @@ async def open_loop(
 
 
 async def closed_loop(
-    url: str, body: bytes, headers: dict[str, str], concurrency: int, seconds: float
-) -> float:
-    """Requests/s with ``concurrency`` always in flight."""
+    url: str, body: bytes, headers: dict[str, str], concurrency: int, seconds: float, pid: int
+) -> tuple[float, float]:
+    """Requests/s with ``concurrency`` always in flight, and process ``pid``'s CPU
+    milliseconds per request."""
     pool = Pool(url, body, headers)
     done = 0
     deadline = time.perf_counter() + seconds
@@ -265,11 +276,18 @@ async def closed_loop(
             done += 1
 
     try:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu_seconds(pid)
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return done / (time.perf_counter() - started)
+        rate = done / (time.perf_counter() - started)
+        return rate, (_cpu_seconds(pid) - cpu) * 1000 / max(done, 1)
     finally:
         pool.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -331,7 +349,7 @@ http {{
 
 
 def start_gateway(
-    work: Path, backend_port: int, redis_url: str
+    work: Path, backend_port: int, redis_url: str, audit_dir: Path
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     key = ec.generate_private_key(ec.SECP256R1())
@@ -379,7 +397,7 @@ def start_gateway(
             "data_classes": ["internal"],
             "rules": [{"name": "everyone", "tier": "general"}],
         },
-        "audit": {"directory": str(work / "audit"), "signing_key": str(signing_key)},
+        "audit": {"directory": str(audit_dir), "signing_key": str(signing_key)},
         "logging": {"level": "INFO", "access_log": True},
     }
     path = work / "gateway.yml"
@@ -403,6 +421,13 @@ def main_bench() -> int:
     parser.add_argument("--seconds", type=float, default=6.0, help="per measurement")
     parser.add_argument("--rate", type=float, default=500.0, help="open-loop requests/s")
     parser.add_argument("--concurrency", type=int, default=32, help="closed-loop in flight")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each measurement")
+    parser.add_argument(
+        "--audit-dir",
+        type=Path,
+        default=None,
+        help="put the audit log under this directory (default: the temporary directory)",
+    )
     args = parser.parse_args()
 
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -429,25 +454,34 @@ def main_bench() -> int:
         algorithm="RS256",
         headers={"kid": "bench"},
     )
-    targets: dict[str, tuple[str, dict[str, str]]] = {
-        "direct": (f"http://127.0.0.1:{backend_port}/v1/chat/completions", {}),
+    assert backend.pid is not None
+    targets: dict[str, Target] = {
+        "direct": (f"http://127.0.0.1:{backend_port}/v1/chat/completions", {}, backend.pid),
     }
     processes: list[subprocess.Popen[bytes]] = []
     work = Path(tempfile.mkdtemp(prefix="sovereign-bench-gateway-"))
-    notes = []
+    audit_root = Path(tempfile.mkdtemp(prefix="sovereign-bench-audit-", dir=args.audit_dir))
+    notes = [f"audit log on {_file_system(audit_root)} ({audit_root})"]
     try:
         if NGINX.exists():
             nginx, nginx_port = start_nginx(work, backend_port)
             processes.append(nginx)
-            targets["nginx"] = (f"http://127.0.0.1:{nginx_port}/v1/chat/completions", {})
+            targets["nginx"] = (
+                f"http://127.0.0.1:{nginx_port}/v1/chat/completions",
+                {},
+                _nginx_worker(nginx.pid),
+            )
         else:
             notes.append(f"nginx leg skipped: {NGINX} missing (apt-get install nginx)")
         with redis_server() as redis_url:
-            gateway, gateway_port = start_gateway(work, backend_port, redis_url)
+            gateway, gateway_port = start_gateway(
+                work, backend_port, redis_url, audit_root / "audit"
+            )
             processes.append(gateway)
             targets["gateway"] = (
                 f"http://127.0.0.1:{gateway_port}/v1/chat/completions",
                 {"Authorization": f"Bearer {token}", "X-Sovereign-Data-Class": "internal"},
+                gateway.pid,
             )
             results = _measure(targets, args)
     except RedisUnavailable as exc:
@@ -463,39 +497,97 @@ def main_bench() -> int:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(audit_root, ignore_errors=True)
     _report(results, args, notes)
     return 0
+
+
+def _file_system(path: Path) -> str:
+    """The type of the file system holding ``path`` (from /proc/mounts), or "unknown"."""
+    best, kind = "", "unknown"
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return kind
+    resolved = str(path.resolve())
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1]
+        inside = resolved == point or resolved.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > len(best):
+            best, kind = point, fields[2]
+    return f"{kind} ({best})" if best else kind
 
 
 Results = dict[tuple[str, str], dict[str, float]]
 
 
-def _measure(targets: dict[str, tuple[str, dict[str, str]]], args: argparse.Namespace) -> Results:
-    results: Results = {}
+Target = tuple[str, dict[str, str], int]  # URL, headers, the serving process
+
+
+def _nginx_worker(master: int) -> int:
+    """nginx's one worker process (it does the proxying), or the master if none is seen."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{master}/task/{master}/children")
+        found = children.read_text().split() if children.exists() else []
+        if found:
+            return int(found[0])
+        time.sleep(0.05)
+    return master
+
+
+def _measure(targets: dict[str, Target], args: argparse.Namespace) -> Results:
+    """Best of ``--repeat`` runs per target and load, and the spread of each figure."""
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     run: Callable[[Any], Any] = uvloop.run
     for kind in ("plain", "stream"):
         body = _body(kind == "stream")
-        for name, (url, headers) in targets.items():
-            latencies = run(open_loop(url, body, headers, args.rate, args.seconds))
-            throughput = run(closed_loop(url, body, headers, args.concurrency, args.seconds / 2))
-            results[name, kind] = {
-                "p50": statistics.median(latencies) * 1000,
-                "p99": _percentile(latencies, 0.99) * 1000,
-                "rps": throughput,
-            }
-            print(
-                f"  {kind:<6} {name:<8} p50 {results[name, kind]['p50']:7.2f} ms  "
-                f"p99 {results[name, kind]['p99']:7.2f} ms  max {throughput:7.0f} req/s",
-                flush=True,
-            )
+        for attempt in range(args.repeat):
+            for name, (url, headers, pid) in targets.items():
+                latencies = run(open_loop(url, body, headers, args.rate, args.seconds))
+                throughput, cpu_ms = run(
+                    closed_loop(url, body, headers, args.concurrency, args.seconds / 2, pid)
+                )
+                row = {
+                    "p50": statistics.median(latencies) * 1000,
+                    "p99": _percentile(latencies, 0.99) * 1000,
+                    "rps": throughput,
+                    "cpu": cpu_ms,
+                }
+                runs.setdefault((name, kind), []).append(row)
+                print(
+                    f"  {kind:<6} {name:<8} run {attempt + 1}: p50 {row['p50']:7.2f} ms  "
+                    f"p99 {row['p99']:7.2f} ms  max {throughput:7.0f} req/s  "
+                    f"CPU {cpu_ms:.3f} ms/req",
+                    flush=True,
+                )
+    results: Results = {}
+    for key, rows in runs.items():
+        best = {
+            "p50": min(r["p50"] for r in rows),
+            "p99": min(r["p99"] for r in rows),
+            "rps": max(r["rps"] for r in rows),
+            "cpu": min(r["cpu"] for r in rows),
+        }
+        for figure in ("p50", "p99", "rps"):
+            values = [r[figure] for r in rows]
+            best[f"{figure}_spread"] = max(values) - min(values)
+        results[key] = best
     return results
 
 
 def _report(results: Results, args: argparse.Namespace, notes: list[str]) -> None:
     print()
     print(
-        f"{'load':<7}{'path':<9}{'p50 ms':>8}{'p99 ms':>8}{'+p50 ms':>9}{'+p99 ms':>9}"
-        f"{'max req/s':>11}{'x direct':>10}"
+        f"best of {args.repeat} runs; ± is the spread (worst - best) over the runs; "
+        f"{args.rate:.0f} req/s open loop, {args.concurrency} in flight closed loop"
+    )
+    print(
+        f"{'load':<7}{'path':<9}{'p50 ms':>8}{'p99 ms':>8}{'± p99':>8}{'+p50 ms':>9}"
+        f"{'+p99 ms':>9}{'max req/s':>11}{'± req/s':>9}{'x direct':>10}{'CPU ms/req':>12}"
     )
     verdicts = []
     for kind in ("plain", "stream"):
@@ -506,8 +598,9 @@ def _report(results: Results, args: argparse.Namespace, notes: list[str]) -> Non
             row = results[name, kind]
             added50, added99 = row["p50"] - direct["p50"], row["p99"] - direct["p99"]
             print(
-                f"{kind:<7}{name:<9}{row['p50']:8.2f}{row['p99']:8.2f}{added50:9.2f}{added99:9.2f}"
-                f"{row['rps']:11.0f}{row['rps'] / direct['rps']:10.2f}"
+                f"{kind:<7}{name:<9}{row['p50']:8.2f}{row['p99']:8.2f}{row['p99_spread']:8.2f}"
+                f"{added50:9.2f}{added99:9.2f}{row['rps']:11.0f}{row['rps_spread']:9.0f}"
+                f"{row['rps'] / direct['rps']:10.2f}{row['cpu']:12.3f}"
             )
             if name == "gateway":
                 verdicts.append((kind, added99))

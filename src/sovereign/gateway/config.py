@@ -226,10 +226,11 @@ class Audit(_Model):
 
 
 class Upstream(_Model):
-    connect_timeout_s: Seconds = 5.0
-    read_timeout_s: Seconds = 300.0
+    connect_timeout_s: Seconds = 5.0  # TCP and TLS
+    read_timeout_s: Seconds = 300.0  # for the status line, then between body pieces
     write_timeout_s: Seconds = 30.0
-    pool_timeout_s: Seconds = 5.0
+    pool_timeout_s: Seconds = 5.0  # waiting for a connection when a backend has max open
+    # Per backend (scheme, host, port): connections open at most, and idle ones kept.
     max_connections: PositiveInt = 512
     max_keepalive_connections: PositiveInt = 128
     ca_bundle: Path | None = None

@@ -118,6 +118,17 @@ class _Counter:
     resets_at: float  # UNIX time the window ends
 
 
+@dataclass(frozen=True, slots=True)
+class _Windows:
+    minute: int  # UNIX minute
+    minute_key: str
+    day_key: str
+    month_key: str
+    minute_ends: float
+    day_ends: float
+    month_ends: float
+
+
 class QuotaStore:
     """Quota counters in Redis; see the module docstring."""
 
@@ -133,6 +144,7 @@ class QuotaStore:
         self._clock = clock
         self._reserve = redis.register_script(_RESERVE)
         self._settle = redis.register_script(_SETTLE)
+        self._windows_cache: _Windows | None = None
 
     async def reserve(
         self,
@@ -219,44 +231,61 @@ class QuotaStore:
             for c, value in zip(counters, values, strict=True)
         }
 
-    def _counters(
-        self, scope: str, name: str, limits: QuotaLimits, tokens: int, now: float
-    ) -> list[_Counter]:
+    def _windows(self, now: float) -> _Windows:
+        """The minute, day and month windows holding ``now``; computed once a minute."""
+        minute = math.floor(now / 60)
+        cached = self._windows_cache
+        if cached is not None and cached.minute == minute:
+            return cached
         moment = datetime.fromtimestamp(now, UTC)
-        minute_start = math.floor(now / 60) * 60
         day_start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
         next_month = (
             day_start.replace(year=moment.year + 1, month=1, day=1)
             if moment.month == 12
             else day_start.replace(month=moment.month + 1, day=1)
         )
+        self._windows_cache = windows = _Windows(
+            minute,
+            f"{moment:%Y%m%d%H%M}",
+            f"{moment:%Y%m%d}",
+            f"{moment:%Y%m}",
+            minute * 60 + 60,
+            day_start.timestamp() + 86400,
+            next_month.timestamp(),
+        )
+        return windows
+
+    def _counters(
+        self, scope: str, name: str, limits: QuotaLimits, tokens: int, now: float
+    ) -> list[_Counter]:
+        windows = self._windows(now)
         base = f"{self._prefix}:{scope}"
         return [
             _Counter(
-                f"{base}:minute:{moment:%Y%m%d%H%M}:{name}",
+                f"{base}:minute:{windows.minute_key}:{name}",
                 scope,
                 REQUESTS_PER_MINUTE,
                 limits.requests_per_minute,
                 1,
                 MINUTE_TTL_S,
-                minute_start + 60,
+                windows.minute_ends,
             ),
             _Counter(
-                f"{base}:day:{moment:%Y%m%d}:{name}",
+                f"{base}:day:{windows.day_key}:{name}",
                 scope,
                 TOKENS_PER_DAY,
                 limits.tokens_per_day,
                 tokens,
                 DAY_TTL_S,
-                day_start.timestamp() + 86400,
+                windows.day_ends,
             ),
             _Counter(
-                f"{base}:month:{moment:%Y%m}:{name}",
+                f"{base}:month:{windows.month_key}:{name}",
                 scope,
                 TOKENS_PER_MONTH,
                 limits.tokens_per_month,
                 tokens,
                 MONTH_TTL_S,
-                next_month.timestamp(),
+                windows.month_ends,
             ),
         ]

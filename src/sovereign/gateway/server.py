@@ -12,12 +12,13 @@ logged and the running policy stays.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 import ssl
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
@@ -151,12 +152,28 @@ async def open_gateway(
         )
 
 
+class _Server(uvicorn.Server):
+    """uvicorn.Server that ends on SIGTERM/SIGINT without re-raising the signal.
+
+    uvicorn re-raises a captured signal once its graceful shutdown is done,
+    which kills the process before ``open_gateway`` closes the audit log: the
+    last records would stay outside any signed checkpoint. Here the signal
+    only ends the serve loop; the process then exits normally.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+
 async def _serve(path: Path, config: GatewayConfig, metrics: GatewayMetrics) -> None:
     async with open_gateway(config, metrics) as gateway:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, reload_config, gateway, path)
         tls = config.tls
-        server = uvicorn.Server(
+        server = _Server(
             uvicorn.Config(
                 create_app(gateway),
                 host=config.listen.host,

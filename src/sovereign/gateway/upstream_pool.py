@@ -232,6 +232,12 @@ class _Connection(asyncio.Protocol):
 
     async def wait(self, timeout: float) -> None:
         """Until something new arrived (head, body, end, error); raises on error."""
+        if self.error is None and self.closed and not self.complete:
+            # Lost before the exchange began (closed as it was opened): nothing will come.
+            self.error = BackendTransportError(
+                "RemoteProtocolError" if self.received == 0 else "ReadError",
+                "the backend closed the connection",
+            )
         if self.error is not None:
             raise self.error
         waiter = self.loop.create_future()

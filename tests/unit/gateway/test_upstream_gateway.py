@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from starlette.testclient import TestClient
@@ -24,6 +25,7 @@ class Backend:
     def __init__(self) -> None:
         self.mode = "ok"
         self.connections = 0
+        self.tasks: set[asyncio.Task[None]] = set()
         self.loop = asyncio.new_event_loop()
         self.server: asyncio.Server | None = None
         ready = threading.Event()
@@ -48,6 +50,9 @@ class Backend:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.add(task)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -82,10 +87,20 @@ class Backend:
             pass
         finally:
             writer.close()
+            self.tasks.discard(task)
 
     def stop(self) -> None:
+        async def shut() -> None:
+            assert self.server is not None
+            self.server.close()
+            for task in self.tasks:
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shut(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        self.loop.close()
 
 
 @pytest.fixture
@@ -95,8 +110,13 @@ def backend() -> Iterator[Backend]:
     backend.stop()
 
 
-def client_for(gateway: Gateway) -> TestClient:
-    return TestClient(create_app(gateway), client=("192.0.2.10", 40000))
+@contextmanager
+def client_for(gateway: Gateway) -> Iterator[TestClient]:
+    with TestClient(create_app(gateway), client=("192.0.2.10", 40000)) as client:
+        try:
+            yield client
+        finally:
+            client.portal.call(gateway.upstream.aclose)  # type: ignore[union-attr]
 
 
 def _gateway(idp: FakeIdp, backend: Backend) -> tuple[Harness, Gateway, FakeQuotaStore]:

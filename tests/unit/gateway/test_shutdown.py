@@ -1,0 +1,117 @@
+"""`sovereign gateway serve` as the service runs it: SIGTERM closes the audit log.
+
+A real process, a real redis-server and a real audit directory: after
+SIGTERM the last records must sit under a signed closing checkpoint, so a
+strict verification (no unsigned tail allowed) passes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from sovereign.audit.cli import main as audit_main
+from tests.support import redis_server
+from tests.support.redis_server import free_port
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    if redis_server.binary() is None:
+        pytest.skip(redis_server.MISSING_REASON)
+    with redis_server.redis_server() as url:
+        yield url
+
+
+def _keys(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    private, public = directory / "signing.pem", directory / "signing.pub"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public
+
+
+def _wait_until_healthy(process: subprocess.Popen[bytes], base: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, "the gateway exited before it answered /healthz"
+        assert time.monotonic() < deadline, "the gateway did not answer /healthz in 30 s"
+        time.sleep(0.2)
+
+
+def test_sigterm_writes_the_closing_checkpoint(tmp_path: Path, redis_url: str) -> None:
+    private, public = _keys(tmp_path)
+    port = free_port()
+    config: dict[str, object] = {
+        "listen": {"host": "127.0.0.1", "port": port},
+        "metrics_listen": None,
+        "identity": {"trusted_header": {"enabled": True, "proxies": ["127.0.0.1/32"]}},
+        "redis_url": redis_url,
+        "models": {
+            "tiny": {
+                "versions": [
+                    {
+                        "name": "stable",
+                        "weight": 100,
+                        "digest": "sha256:" + "1" * 64,
+                        "backends": {"general": [f"http://127.0.0.1:{free_port()}"]},
+                    }
+                ]
+            }
+        },
+        "tiers": {"general": {}},
+        "routing": {
+            "data_classes": ["internal"],
+            "rules": [{"name": "everyday", "data_classes": ["internal"], "tier": "general"}],
+        },
+        "audit": {"directory": str(tmp_path / "audit"), "signing_key": str(private)},
+    }
+    path = tmp_path / "gateway.yml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    command = [sys.executable, "-m", "sovereign.gateway", "serve", "--config", str(path)]
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as process:
+        try:
+            _wait_until_healthy(process, f"http://127.0.0.1:{port}")
+            body = {"model": "tiny", "prompt": "hi", "max_tokens": 1}
+            # Refused (no rule admits "unclassified"): one audited rejection each.
+            for _ in range(3):
+                answer = httpx.post(
+                    f"http://127.0.0.1:{port}/v1/completions",
+                    json=body,
+                    headers={"X-Sovereign-User": "alice"},
+                )
+                assert answer.status_code == 403
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(timeout=30)
+        errors = process.stderr.read().decode() if process.stderr else ""
+    assert code == 0, errors
+    strict = audit_main(["verify", str(tmp_path / "audit"), "--public-key", str(public)])
+    assert strict == 0
+    assert os.listdir(tmp_path / "audit" / "unclassified")
