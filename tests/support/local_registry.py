@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.support.keys import pem_private_key, write_ec_key_pair
+
 REGISTRY_BINARY = Path("/usr/bin/docker-registry")
 MISSING_REASON = "needs Debian's docker-registry: apt-get install docker-registry"
 USER, PASSWORD = "publisher", "correct horse battery staple"
@@ -42,25 +44,9 @@ class LocalRegistry:
     password: str = PASSWORD
 
 
-def pem_private_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
 def write_key_pair(directory: Path) -> tuple[Path, Path]:
-    """A fresh EC P-256 signing key pair as ``(private.pem, public.pem)``."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    private, public = directory / "model.key", directory / "model.pub"
-    private.write_bytes(pem_private_key(key))
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
+    """A fresh EC P-256 signing key pair as ``(model.key, model.pub)``."""
+    return write_ec_key_pair(directory, "model", private_suffix=".key")
 
 
 def _certificates(directory: Path) -> tuple[Path, Path, Path]:

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from sovereign.audit import record as fmt
 from sovereign.audit.log import AuditLog, AuditReceipt
+from tests.support.keys import write_ec_key_pair
 
 DAY = 86400.0
 START = datetime(2025, 3, 14, 9, 30, tzinfo=UTC).timestamp()
@@ -28,21 +27,7 @@ class KeyPair:
 
 
 def _write_pair(directory: Path, stem: str) -> KeyPair:
-    key = ec.generate_private_key(ec.SECP256R1())
-    private, public = directory / f"{stem}.pem", directory / f"{stem}.pub"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return KeyPair(private, public)
+    return KeyPair(*write_ec_key_pair(directory, stem))
 
 
 @pytest.fixture(scope="session")

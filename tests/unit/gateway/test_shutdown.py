@@ -18,11 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from sovereign.audit.cli import main as audit_main
 from tests.support import redis_server
+from tests.support.keys import write_ec_key_pair
 from tests.support.redis_server import free_port
 
 
@@ -32,24 +31,6 @@ def redis_url() -> Iterator[str]:
         pytest.skip(redis_server.MISSING_REASON)
     with redis_server.redis_server() as url:
         yield url
-
-
-def _keys(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    private, public = directory / "signing.pem", directory / "signing.pub"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
 
 
 def _wait_until_healthy(process: subprocess.Popen[bytes], base: str) -> None:
@@ -66,7 +47,7 @@ def _wait_until_healthy(process: subprocess.Popen[bytes], base: str) -> None:
 
 
 def test_sigterm_writes_the_closing_checkpoint(tmp_path: Path, redis_url: str) -> None:
-    private, public = _keys(tmp_path)
+    private, public = write_ec_key_pair(tmp_path, "signing")
     port = free_port()
     config: dict[str, object] = {
         "listen": {"host": "127.0.0.1", "port": port},

@@ -5,29 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.support.keys import write_ec_key_pair
 from tests.unit.model.fakeregistry import FakeRegistry
-
-
-def _write_pair(directory: Path, stem: str) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    private = directory / f"{stem}.pem"
-    public = directory / f"{stem}.pub"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
 
 
 @pytest.fixture(autouse=True)
@@ -39,12 +19,12 @@ def _no_ambient_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
 
 @pytest.fixture(scope="session")
 def key_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return _write_pair(tmp_path_factory.mktemp("keys"), "signer")
+    return write_ec_key_pair(tmp_path_factory.mktemp("keys"), "signer")
 
 
 @pytest.fixture(scope="session")
 def other_key_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return _write_pair(tmp_path_factory.mktemp("other-keys"), "other")
+    return write_ec_key_pair(tmp_path_factory.mktemp("other-keys"), "other")
 
 
 @pytest.fixture
