@@ -27,6 +27,12 @@ VAULT = [
     "vault_model_registry_puller_password=s3cret-puller",
     "-e",
     "vault_model_sync_registry_password=s3cret-puller",
+    "-e",
+    "vault_gateway_redis_password=s3cret-redis",
+    "-e",
+    "vault_sso_proxy_oidc_client_secret=s3cret-sso",
+    "-e",
+    "vault_sso_proxy_oidc_crypto_passphrase=s3cret-passphrase-of-32-characters",
 ]
 
 

@@ -15,6 +15,7 @@ from sovereign.inventory import layout
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = sorted(path for path in (ROOT / "roles").iterdir() if path.is_dir())
 PLATFORM_GROUPS = {rule.name for rule in layout.REQUIRED_GROUPS}
+OPTIONAL_GROUPS = {rule.name for rule in layout.OPTIONAL_GROUPS}
 
 
 def load(path: Path) -> Any:
@@ -61,7 +62,7 @@ def playbook_groups() -> set[str]:
 
 
 def test_playbooks_target_only_declared_groups() -> None:
-    assert playbook_groups() - {"all", "localhost"} <= PLATFORM_GROUPS
+    assert playbook_groups() - {"all", "localhost"} <= PLATFORM_GROUPS | OPTIONAL_GROUPS
 
 
 @pytest.mark.parametrize("inventory", ["lab", "example"])

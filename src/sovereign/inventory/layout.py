@@ -38,6 +38,18 @@ REQUIRED_GROUPS: tuple[GroupRule, ...] = (
     GroupRule("observability", "Prometheus, Alertmanager and dashboards"),
 )
 
+# Groups a datacenter may define: playbooks target them, validation does not
+# require them. The lab runs its own OIDC provider; a datacenter points the
+# SSO proxy and the gateway at the customer's IdP instead.
+OPTIONAL_GROUPS: tuple[GroupRule, ...] = (
+    GroupRule(
+        "identity_provider",
+        "an OIDC provider run by Sovereign (the lab's; a datacenter uses its own IdP)",
+        min_hosts=0,
+        max_hosts=1,
+    ),
+)
+
 # Roles applied to every host of these groups by the playbooks. A role's
 # required options must be set for those hosts (unless the playbook
 # supplies them, listed in PLAYBOOK_SUPPLIED).
@@ -45,9 +57,12 @@ ROLE_GROUPS: dict[str, tuple[str, ...]] = {
     "common": ("all",),
     "pki": ("all",),
     "model_registry": ("registry",),
-    "sovereign_package": ("gpu_nodes",),
+    "sovereign_package": ("gpu_nodes", "gateway"),
     "model_sync": ("gpu_nodes",),
     "vllm": ("gpu_nodes",),
+    "gateway": ("gateway",),
+    "sso_proxy": ("gateway",),
+    "identity_provider": ("identity_provider",),
 }
 
 # Role options the playbooks compute from the inventory and pass to the role

@@ -91,6 +91,15 @@ def check_groups(groups: Mapping[str, Iterable[str]]) -> list[Problem]:
                     f"it holds {rule.purpose}"
                 )
             )
+    for rule in layout.OPTIONAL_GROUPS:
+        count = len(list(groups.get(rule.name, [])))
+        if rule.max_hosts is not None and count > rule.max_hosts:
+            problems.append(
+                Problem(
+                    f"group {rule.name!r} has {count} hosts, allows at most {rule.max_hosts}: "
+                    f"it holds {rule.purpose}"
+                )
+            )
     return problems
 
 

@@ -160,3 +160,10 @@ def test_every_kind_of_problem_is_reported_together() -> None:
     assert text[0].startswith("ansible-core 2.17.0 is outside")
     assert text[1].startswith("group 'search' is missing")
     assert text[2] == "pki_valid_days: expected an integer, got a string ('365') [hosts: admin]"
+
+
+def test_optional_groups_may_be_absent_but_not_too_large() -> None:
+    assert check_groups(GOOD_GROUPS) == []
+    assert check_groups(dict(GOOD_GROUPS, identity_provider=["idp"])) == []
+    (problem,) = check_groups(dict(GOOD_GROUPS, identity_provider=["idp1", "idp2"]))
+    assert str(problem).startswith("group 'identity_provider' has 2 hosts, allows at most 1")
