@@ -24,7 +24,9 @@ shared machine disturb single runs. ``--audit-dir`` puts the gateway's audit
 log in a directory of that file system (say /dev/shm against a disk); by
 default it is in the temporary directory; the report names the file system.
 The target recorded at the end: p99 added latency under 2 ms at 500
-requests/s. The load generator shares the CPUs with everything it measures;
+requests/s. ``BENCH_PROFILE=FILE`` runs the gateway under cProfile and leaves
+its statistics in FILE (read them with ``pstats``; the figures above are then
+not comparable). The load generator shares the CPUs with everything it measures;
 compare figures within one run, not across machines.
 """
 
@@ -403,8 +405,11 @@ def start_gateway(
     path = work / "gateway.yml"
     path.write_text(yaml.safe_dump(config))
     log = (work / "gateway.log").open("wb")
+    # BENCH_PROFILE=FILE: run the gateway under cProfile, its stats written to FILE.
+    profile = os.environ.get("BENCH_PROFILE")
+    profiler = ["-m", "cProfile", "-o", profile] if profile else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "sovereign.gateway", "serve", "--config", str(path)],
+        [sys.executable, *profiler, "-m", "sovereign.gateway", "serve", "--config", str(path)],
         stdout=log,
         stderr=log,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},

@@ -20,15 +20,20 @@ Keys: ``{prefix}:{user|team}:{minute|day|month}:{bucket}:{name}`` and
 ``{prefix}:reservation:{request_id}``; request ids must be unique across
 replicas. A script touches user and team keys together, so on Redis Cluster
 put a hash tag in the prefix (``{sovereign}:quota``).
+
+The store talks to Redis through :class:`sovereign.gateway.redis_client.RedisClient`
+(the gateway's: less than half the CPU of redis-py per call) or a redis-py
+``redis.asyncio.Redis`` client; both fail the same way (QuotaUnavailableError).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import redis.asyncio
 from redis.exceptions import RedisError
@@ -38,6 +43,7 @@ from sovereign.gateway.quota_errors import (
     QuotaExceededError,
     QuotaUnavailableError,
 )
+from sovereign.gateway.redis_client import RedisClient, RedisClientError, Script
 
 MINUTE_TTL_S = 120
 DAY_TTL_S = 2 * 86400
@@ -89,6 +95,11 @@ redis.call('SET', KEYS[1], 'done', 'KEEPTTL')
 return 1
 """
 
+_RESERVE_SCRIPT = Script.of(_RESERVE)
+_SETTLE_SCRIPT = Script.of(_SETTLE)
+# What either client raises when Redis is unreachable, slow or answers an error.
+_REDIS_ERRORS = (RedisClientError, RedisError, OSError)
+
 
 @dataclass(frozen=True)
 class QuotaLimits:
@@ -134,17 +145,31 @@ class QuotaStore:
 
     def __init__(
         self,
-        redis: redis.asyncio.Redis,
+        redis: RedisClient | redis.asyncio.Redis,
         *,
         prefix: str = "sovereign:quota",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._redis = redis
+        # Either client, typed loosely: tests inspect keys through redis-py's helpers.
+        self._redis: Any = redis
         self._prefix = prefix
         self._clock = clock
-        self._reserve = redis.register_script(_RESERVE)
-        self._settle = redis.register_script(_SETTLE)
         self._windows_cache: _Windows | None = None
+        if not isinstance(redis, RedisClient):
+            self._scripts = {
+                _RESERVE_SCRIPT: redis.register_script(_RESERVE),
+                _SETTLE_SCRIPT: redis.register_script(_SETTLE),
+            }
+
+    async def aclose(self) -> None:
+        """Close the Redis client's connections."""
+        await self._redis.aclose()
+
+    async def _run(self, script: Script, keys: Sequence[str], args: Sequence[int]) -> Any:
+        client = self._redis
+        if isinstance(client, RedisClient):
+            return await client.run_script(script, keys, args)
+        return await self._scripts[script](keys=keys, args=args)
 
     async def reserve(
         self,
@@ -173,10 +198,10 @@ class QuotaStore:
             limit = -1 if counter.limit_value is None else counter.limit_value
             args += [limit, counter.increment, counter.ttl]
         try:
-            result = await self._reserve(
-                keys=[reservation_key, *(c.key for c in counters)], args=args
+            result = await self._run(
+                _RESERVE_SCRIPT, [reservation_key, *(c.key for c in counters)], args
             )
-        except (RedisError, OSError) as exc:
+        except _REDIS_ERRORS as exc:
             raise QuotaUnavailableError(f"cannot reserve quota in Redis: {exc}") from exc
         answer = [int(value) for value in result]
         if answer == [0]:
@@ -206,10 +231,10 @@ class QuotaStore:
         if used_tokens < 0:
             raise ValueError(f"used tokens must not be negative: {used_tokens}")
         try:
-            await self._settle(
-                keys=[reservation.reservation_key, *reservation.keys], args=[used_tokens]
+            await self._run(
+                _SETTLE_SCRIPT, [reservation.reservation_key, *reservation.keys], [used_tokens]
             )
-        except (RedisError, OSError) as exc:
+        except _REDIS_ERRORS as exc:
             raise QuotaUnavailableError(f"cannot settle quota in Redis: {exc}") from exc
 
     async def release(self, reservation: Reservation) -> None:
@@ -222,9 +247,13 @@ class QuotaStore:
         counters = self._counters("user", user, QuotaLimits(), 0, now)
         if team is not None:
             counters += self._counters("team", team, QuotaLimits(), 0, now)
+        keys = [c.key for c in counters]
         try:
-            values = await self._redis.mget([c.key for c in counters])
-        except (RedisError, OSError) as exc:
+            if isinstance(self._redis, RedisClient):
+                values = await self._redis.execute("MGET", *keys)
+            else:
+                values = await self._redis.mget(keys)
+        except _REDIS_ERRORS as exc:
             raise QuotaUnavailableError(f"cannot read quota usage from Redis: {exc}") from exc
         return {
             f"{c.scope}.{c.limit}": int(value) if value is not None else 0

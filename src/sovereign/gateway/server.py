@@ -38,6 +38,7 @@ from sovereign.gateway.errors import ConfigError, StartupError
 from sovereign.gateway.identity import OidcVerifier
 from sovereign.gateway.metrics import GatewayMetrics
 from sovereign.gateway.quota import QuotaStore
+from sovereign.gateway.redis_client import RedisClient
 from sovereign.gateway.upstream import UpstreamClient, build_client, build_httpx_client
 
 log = logging.getLogger(__name__)
@@ -111,21 +112,8 @@ async def open_gateway(
         except AuditError as exc:
             raise StartupError(f"cannot open the audit log: {exc}") from exc
         stack.push_async_callback(audit.close)
-        # Fail closed, and fast: no retries or back-off hidden in the client; the
-        # request that finds Redis down is refused (503) at once. A burst waits
-        # for one of the pooled connections (redis-py's default pool refuses
-        # past 100, which would turn a burst into 503s).
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            config.redis_url,
-            max_connections=REDIS_CONNECTIONS,
-            timeout=REDIS_TIMEOUT_S,
-            socket_timeout=REDIS_TIMEOUT_S,
-            socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
-            retry=Retry(NoBackoff(), 0),
-        )
-        store = redis.asyncio.Redis.from_pool(pool)
-        stack.push_async_callback(store.aclose)
-        quota = QuotaStore(store, prefix=config.quotas.key_prefix)
+        quota = QuotaStore(_redis_client(config.redis_url), prefix=config.quotas.key_prefix)
+        stack.push_async_callback(quota.aclose)
         upstream: UpstreamClient = (
             build_client(config.upstream)
             if upstream_transport is None
@@ -150,6 +138,35 @@ async def open_gateway(
             verifier=verifier,
             metrics=metrics,
         )
+
+
+def _redis_client(url: str) -> RedisClient | redis.asyncio.Redis:
+    """The quota store's Redis client: the lean one, or redis-py for URL options it lacks.
+
+    Fail closed, and fast: no retries or back-off hidden in the client; the
+    request that finds Redis down is refused (503) at once. A burst waits for
+    one of the pooled connections rather than being refused.
+    """
+    try:
+        return RedisClient.from_url(
+            url,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=REDIS_TIMEOUT_S,
+            connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+        )
+    except ValueError as exc:
+        log.info("quota store uses redis-py: %s", exc)
+    except (OSError, ssl.SSLError) as exc:  # ssl_ca_certs unreadable
+        raise StartupError(f"cannot set up TLS to Redis: {exc}") from exc
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url,
+        max_connections=REDIS_CONNECTIONS,
+        timeout=REDIS_TIMEOUT_S,
+        socket_timeout=REDIS_TIMEOUT_S,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 0),
+    )
+    return redis.asyncio.Redis.from_pool(pool)
 
 
 class _Server(uvicorn.Server):
