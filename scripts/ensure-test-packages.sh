@@ -25,4 +25,9 @@ apt-get install -y -qq "${missing[@]}" >/dev/null
 # their own on loopback, so the controller keeps none running.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
   systemctl disable --now docker-registry redis-server nginx >/dev/null 2>&1 || true
+elif command -v service >/dev/null 2>&1; then
+  # No systemd (a CI sandbox): the packages' init scripts started them.
+  for daemon in docker-registry redis-server nginx; do
+    service "$daemon" stop >/dev/null 2>&1 || true
+  done
 fi
