@@ -11,10 +11,14 @@ OpenAI-style error body; every answer carries ``X-Request-Id``.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
 import hashlib
+import hmac
 import json
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -40,11 +44,13 @@ from sovereign.gateway.dependencies import AuditSink, QuotaBackend
 from sovereign.gateway.errors import (
     AuthenticationError,
     BadRequestError,
+    ConfigError,
     GatewayError,
     MethodNotAllowedError,
     NotFoundError,
     PayloadTooLargeError,
     RateLimitError,
+    RequestTimeoutError,
     ServiceUnavailableError,
     UpstreamError,
 )
@@ -52,6 +58,7 @@ from sovereign.gateway.identity import OidcVerifier, Principal
 from sovereign.gateway.limits import QuotaPolicy
 from sovereign.gateway.metrics import GatewayMetrics
 from sovereign.gateway.openapi import build_openapi
+from sovereign.gateway.preauth import THROTTLED, PreAuthGuard
 from sovereign.gateway.quota import Reservation
 from sovereign.gateway.quota_errors import QuotaError, QuotaExceededError
 from sovereign.gateway.routing import DATA_CLASS_HEADER, Decision, Router, Target
@@ -84,6 +91,7 @@ class Policy:
         self.admitter = Admitter(config.admission)
         self.quotas = QuotaPolicy(config.quotas)
         self.model_names = sorted(config.models)
+        self.public_paths = frozenset(config.public_paths)
         self.openapi = json.dumps(
             build_openapi(self.model_names, sorted(config.routing.data_classes))
         ).encode()
@@ -139,12 +147,16 @@ class Gateway:
         trusted = config.identity.trusted_header
         self.proxies = TrustedProxies(trusted.proxies if trusted.enabled else ())
         self.access_log = config.logging.access_log
+        self.preauth = PreAuthGuard(config.preauth)
+        self._summaries: asyncio.Task[None] | None = None
+        self._salt_key = _salt_key(config)
 
     def reload(self, config: GatewayConfig) -> None:
         """Take a new routing, admission, quota and canary policy; in-flight requests
         finish under the old one. Identity, listeners, Redis and audit need a restart."""
         old = self.policy.config
-        for key in ("identity", "listen", "tls", "metrics_listen", "redis_url", "audit"):
+        restart_only = ("identity", "listen", "tls", "metrics_listen", "redis_url", "audit")
+        for key in (*restart_only, "preauth", "http", "prefix_cache"):
             if getattr(old, key) != getattr(config, key):
                 log.warning("configuration key %r changed: it takes effect on restart", key)
         self.policy = Policy(config)
@@ -174,22 +186,66 @@ class Gateway:
 
     # -- endpoints ----------------------------------------------------------
 
+    def _precheck(self, request: Request, body_limit: int | None) -> None:
+        """Refusals that need no parsing, made before authentication: a bearer
+        token or a declared body too large to be worth reading."""
+        authorization = request.headers.get("authorization")
+        limit = self.policy.config.preauth.max_token_bytes
+        if authorization is not None and len(authorization) > limit + 7:  # "Bearer "
+            raise AuthenticationError(
+                f"the Authorization header of {len(authorization)} bytes is over the limit "
+                f"of {limit} (preauth.max_token_bytes)",
+                code="token_too_large",
+            )
+        if body_limit is None:
+            return
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > body_limit:
+            raise PayloadTooLargeError(
+                f"request body of {declared[:20]} bytes is over the limit of {body_limit} "
+                "bytes (max_request_bytes)",
+                limit="max_request_bytes",
+                limit_value=body_limit,
+            )
+
+    async def _caller(self, request: Request, path: str) -> Principal | None:
+        """The authenticated caller of a GET endpoint, or None where the path is public."""
+        if path in self.policy.public_paths:
+            return None
+        self._precheck(request, None)
+        return await self.authenticate(request)
+
     async def models(self, request: Request) -> Response:
-        request_id = uuid.uuid4().hex
+        exchange = Exchange(uuid.uuid4().hex, "models", time.perf_counter())
         try:
-            principal = await self.authenticate(request)
+            exchange.principal = principal = await self._caller(request, "/v1/models")
         except GatewayError as error:
-            self.metrics.rejections.labels(error.code).inc()
-            return error_response(error, request_id)
+            refusal = await self._reject(exchange, error, request)
+            return error_response(refusal, exchange.request_id)
         policy = self.policy
+        names = (
+            policy.router.allowed_models(principal, policy.model_names)
+            if principal is not None
+            else policy.model_names
+        )
         data = [
-            {"id": name, "object": "model", "created": 0, "owned_by": "sovereign"}
-            for name in policy.router.allowed_models(principal, policy.model_names)
+            {"id": name, "object": "model", "created": 0, "owned_by": "sovereign"} for name in names
         ]
         return Response(
             json.dumps({"object": "list", "data": data}).encode(),
-            headers={REQUEST_ID_HEADER: request_id},
+            headers={REQUEST_ID_HEADER: exchange.request_id},
             media_type=_JSON,
+        )
+
+    async def openapi(self, request: Request) -> Response:
+        exchange = Exchange(uuid.uuid4().hex, "openapi", time.perf_counter())
+        try:
+            exchange.principal = await self._caller(request, "/openapi.json")
+        except GatewayError as error:
+            refusal = await self._reject(exchange, error, request)
+            return error_response(refusal, exchange.request_id)
+        return Response(
+            self.policy.openapi, headers={REQUEST_ID_HEADER: exchange.request_id}, media_type=_JSON
         )
 
     async def inference(self, request: Request, endpoint: str) -> Response:
@@ -198,8 +254,8 @@ class Gateway:
         try:
             raw, body = await self._admit(request, exchange, policy)
         except GatewayError as error:
-            await self._reject(exchange, error)
-            return error_response(error, exchange.request_id)
+            refusal = await self._reject(exchange, error, request)
+            return error_response(refusal, exchange.request_id)
         admitted, decision, target = exchange.admitted, exchange.decision, exchange.target
         assert admitted is not None and decision is not None and target is not None
         assert exchange.principal is not None and exchange.model is not None
@@ -240,8 +296,10 @@ class Gateway:
     async def _admit(
         self, request: Request, exchange: Exchange, policy: Policy
     ) -> tuple[bytes, dict[str, Any]]:
+        body_limit = policy.config.admission.max_request_bytes
+        self._precheck(request, body_limit)
         exchange.principal = principal = await self.authenticate(request)
-        raw = await self._read_body(request, policy.config.admission.max_request_bytes)
+        raw = await self._read_body(request, body_limit, policy.config.http.body_timeout_s)
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError):
@@ -298,29 +356,28 @@ class Gateway:
         return raw, body
 
     @staticmethod
-    async def _read_body(request: Request, limit: int) -> bytes:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLargeError(
-                f"request body of {declared} bytes is over the limit of {limit} bytes "
-                "(max_request_bytes)",
-                limit="max_request_bytes",
-                limit_value=limit,
-            )
+    async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
         chunks: list[bytes] = []
         size = 0
         try:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLargeError(
-                        f"request body is over the limit of {limit} bytes (max_request_bytes)",
-                        limit="max_request_bytes",
-                        limit_value=limit,
-                    )
-                chunks.append(chunk)
+            with anyio.fail_after(timeout):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise PayloadTooLargeError(
+                            f"request body is over the limit of {limit} bytes (max_request_bytes)",
+                            limit="max_request_bytes",
+                            limit_value=limit,
+                        )
+                    chunks.append(chunk)
         except ClientDisconnect:
             raise BadRequestError("the client went away while sending") from None
+        except TimeoutError:
+            raise RequestTimeoutError(
+                f"the request body did not arrive within {timeout:g} s (http.body_timeout_s)",
+                limit="body_timeout_s",
+                limit_value=timeout,
+            ) from None
         return b"".join(chunks)
 
     def _payload(
@@ -332,12 +389,36 @@ class Gateway:
             body["stream_options"] = {**(options if isinstance(options, dict) else {})}
             body["stream_options"]["include_usage"] = True
             changed = True
-        assert exchange.model is not None
+            # The usage so far in every chunk: a stream the client leaves is
+            # charged (and audited) for the tokens generated until then.
+            body["stream_options"]["continuous_usage_stats"] = True
+            changed = True
+        assert exchange.model is not None and exchange.principal is not None
         served = self.policy.config.models[exchange.model].served_name
         if served is not None:
             body["model"] = served
             changed = True
+        salt = self._cache_salt(exchange.principal)
+        if salt is not None or "cache_salt" in body:
+            # A client's own salt is never forwarded: it could join another tenant's cache.
+            body.pop("cache_salt", None)
+            if salt is not None:
+                body["cache_salt"] = salt
+            changed = True
         return json.dumps(body).encode() if changed else raw
+
+    def _cache_salt(self, principal: Principal) -> str | None:
+        """The tenant's prefix-cache salt: HMAC-SHA256 of the tenant under the site key."""
+        isolation = self.policy.config.prefix_cache.isolation
+        if isolation == "off":
+            return None
+        tenant = (
+            f"team:{principal.team}"
+            if isolation == "team" and principal.team
+            else f"user:{principal.user}"
+        )
+        mac = hmac.new(self._salt_key, tenant.encode("utf-8", "surrogatepass"), hashlib.sha256)
+        return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")
 
     # -- forwarding -----------------------------------------------------------
 
@@ -485,28 +566,86 @@ class Gateway:
             self.metrics.audit_failures.labels("completed").inc()
             log.error("audit append failed for completed %s: %s", exchange.request_id, exc)
 
-    async def _reject(self, exchange: Exchange, error: GatewayError) -> None:
-        decision = exchange.decision
-        record = audit_records.rejected(
-            request_id=exchange.request_id,
-            endpoint=exchange.endpoint,
-            principal=exchange.principal,
-            model=exchange.model,
-            data_class=exchange.data_class,
-            status=error.status,
-            reason=error.code,
-            message=error.message,
-            limit=error.limit,
-            limit_value=error.limit_value,
-            rule=decision.rule if decision is not None else None,
-        )
+    async def _reject(
+        self, exchange: Exchange, error: GatewayError, request: Request
+    ) -> GatewayError:
+        """Record a refusal; returns what to answer. Before authentication the
+        refusal goes through the pre-auth guard: it may become a 429, and past
+        the audit budget it is counted in a summary instead of recorded."""
+        client = request.client
+        peer = client.host if client else "unknown"
+        audited = True
+        if exchange.principal is None:
+            guard = self.preauth
+            if guard.due():
+                await self._write_summary()
+            verdict = guard.failure(peer, error.code, error.status)
+            audited = verdict.audited
+            if verdict.throttled:
+                error = RateLimitError(
+                    "too many failed authentications from your address; "
+                    f"retry after {verdict.retry_after} s",
+                    code=THROTTLED,
+                    limit="preauth.failures_per_minute",
+                    limit_value=guard.config.failures_per_minute,
+                    headers={"Retry-After": str(verdict.retry_after)},
+                )
+            if not audited:
+                self._summary_later()
+        self.metrics.rejections.labels(error.code).inc()
+        if audited:
+            decision = exchange.decision
+            record = audit_records.rejected(
+                request_id=exchange.request_id,
+                endpoint=exchange.endpoint,
+                principal=exchange.principal,
+                peer=peer,
+                model=exchange.model,
+                data_class=exchange.data_class,
+                status=error.status,
+                reason=error.code,
+                message=error.message,
+                limit=error.limit,
+                limit_value=error.limit_value,
+                rule=decision.rule if decision is not None else None,
+            )
+            try:
+                await self.audit.append(record)
+            except Exception as exc:  # the request is refused either way
+                self.metrics.audit_failures.labels("rejected").inc()
+                log.error("audit append failed for rejected %s: %s", exchange.request_id, exc)
+            self._finish(exchange, error.status, error.code)
+        return error
+
+    def _summary_later(self) -> None:
+        """Make sure the counted refusals reach the audit log when their interval ends."""
+        if self._summaries is None or self._summaries.done():
+            self._summaries = asyncio.get_running_loop().create_task(self._summary_loop())
+
+    async def _summary_loop(self) -> None:
+        guard = self.preauth
+        while guard.pending:
+            await asyncio.sleep(guard.seconds_left())
+            if guard.due():
+                await self._write_summary()
+
+    async def _write_summary(self) -> None:
+        record = self.preauth.roll(audit_records.SCHEMA)
+        if record is None:
+            return
         try:
             await self.audit.append(record)
-        except Exception as exc:  # the request is refused either way
-            self.metrics.audit_failures.labels("rejected").inc()
-            log.error("audit append failed for rejected %s: %s", exchange.request_id, exc)
-        self.metrics.rejections.labels(error.code).inc()
-        self._finish(exchange, error.status, error.code)
+        except Exception as exc:
+            self.metrics.audit_failures.labels("rejected_summary").inc()
+            log.error("audit append failed for a pre-auth refusal summary: %s", exc)
+
+    async def aclose(self) -> None:
+        """Write the refusals counted so far; before the audit log closes."""
+        if self._summaries is not None:
+            self._summaries.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._summaries
+        await self._write_summary()
 
     def _finish(self, exchange: Exchange, status: int, outcome: str, **extra: object) -> None:
         elapsed = time.perf_counter() - exchange.started
@@ -539,6 +678,21 @@ class Gateway:
             )
 
 
+def _salt_key(config: GatewayConfig) -> bytes:
+    path = config.prefix_cache.salt_key_file
+    if path is None:
+        return secrets.token_bytes(32)
+    try:
+        key = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"prefix_cache.salt_key_file: cannot read {str(path)!r}: {exc.strerror}"
+        ) from exc
+    if len(key) < 32:
+        raise ConfigError(f"prefix_cache.salt_key_file: {str(path)!r} holds under 32 bytes")
+    return key
+
+
 def _used_tokens(usage: dict[str, Any] | None) -> int | None:
     if usage is None:
         return None
@@ -567,6 +721,7 @@ class RelayResponse(Response):
         self.upstream = upstream
         self.relay = relay
         self.sent = sent
+        self.ending = False  # the last message is being sent
         self.status_code = 200
         self.background = None
         self.init_headers(
@@ -581,41 +736,29 @@ class RelayResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         exchange, relay, gateway = self.exchange, self.relay, self.gateway
         status, outcome = 200, "ok"
-        first = True
         chunks = self.upstream.iter_raw()
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            async for chunk in chunks:
-                out = relay.feed(chunk)
-                if out:
-                    if first:
-                        first = False
-                        assert exchange.model is not None
-                        gateway.metrics.first_byte.labels(exchange.model).observe(
-                            time.perf_counter() - exchange.started
-                        )
-                    await send({"type": "http.response.body", "body": out, "more_body": True})
-            await send({"type": "http.response.body", "body": relay.finish(), "more_body": False})
-        except BackendTransportError as exc:
-            assert exchange.target is not None
-            error: UpstreamError = transport_error(exc, exchange.target.version)
-            status, outcome = error.status, "upstream_failed_mid_stream"
-            event = b"data: " + json.dumps(error.body()).encode() + b"\n\n"
-            try:
-                await send({"type": "http.response.body", "body": event, "more_body": False})
-            except OSError:
+        left = anyio.Event()
+
+        async def watch() -> None:
+            # The body was read already: the next message is the disconnect,
+            # which also comes once the last byte is out (not a departure).
+            while (await receive())["type"] != "http.disconnect":
                 pass
-        except OSError:
-            outcome = "client_disconnected"
-        except Exception:  # the status line is out: end the stream, never hang it
-            log.exception("relay of %s failed", exchange.request_id)
-            status, outcome = 500, "gateway_error_mid_stream"
-            event = b"data: " + json.dumps(GatewayError("internal error").body()).encode()
-            with contextlib.suppress(Exception):
-                await send(
-                    {"type": "http.response.body", "body": event + b"\n\n", "more_body": False}
-                )
+            if not self.ending:
+                left.set()
+                scope_.cancel()
+
+        try:
+            async with anyio.create_task_group() as group:
+                scope_ = group.cancel_scope
+                group.start_soon(watch)
+                status, outcome = await self._relay(send, chunks)
+                scope_.cancel()
         finally:
+            if left.is_set():
+                # The backend's connection is closed below, unread: vLLM aborts
+                # the request and stops generating.
+                status, outcome = 499, "client_disconnected"
             exchange.upstream_s = time.perf_counter() - self.sent
             with anyio.CancelScope(shield=True):
                 await chunks.aclose()
@@ -628,6 +771,45 @@ class RelayResponse(Response):
                     exchange, status, outcome, relay.usage, used, relay.sha256, text
                 )
                 gateway._finish(exchange, status, outcome)
+
+    async def _relay(self, send: Send, chunks: AsyncIterator[bytes]) -> tuple[int, str]:
+        """Send the backend's events on; the status and outcome to record."""
+        exchange, relay = self.exchange, self.relay
+        first = True
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for chunk in chunks:
+                out = relay.feed(chunk)
+                if out:
+                    if first:
+                        first = False
+                        assert exchange.model is not None
+                        self.gateway.metrics.first_byte.labels(exchange.model).observe(
+                            time.perf_counter() - exchange.started
+                        )
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+            self.ending = True
+            await send({"type": "http.response.body", "body": relay.finish(), "more_body": False})
+        except BackendTransportError as exc:
+            assert exchange.target is not None
+            error: UpstreamError = transport_error(exc, exchange.target.version)
+            event = b"data: " + json.dumps(error.body()).encode() + b"\n\n"
+            self.ending = True
+            with contextlib.suppress(OSError):
+                await send({"type": "http.response.body", "body": event, "more_body": False})
+            return error.status, "upstream_failed_mid_stream"
+        except OSError:
+            return 499, "client_disconnected"
+        except Exception:  # the status line is out: end the stream, never hang it
+            log.exception("relay of %s failed", exchange.request_id)
+            event = b"data: " + json.dumps(GatewayError("internal error").body()).encode()
+            self.ending = True
+            with contextlib.suppress(Exception):
+                await send(
+                    {"type": "http.response.body", "body": event + b"\n\n", "more_body": False}
+                )
+            return 500, "gateway_error_mid_stream"
+        return 200, "ok"
 
 
 # -- the Starlette application ---------------------------------------------------------
@@ -698,7 +880,7 @@ def create_app(
         return await current().models(request)
 
     async def openapi(request: Request) -> Response:
-        return Response(current().policy.openapi, media_type=_JSON)
+        return await current().openapi(request)
 
     async def health(request: Request) -> Response:
         gateway = current()

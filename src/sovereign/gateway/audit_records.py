@@ -18,6 +18,7 @@ from sovereign.gateway.identity import Principal
 from sovereign.gateway.routing import Decision, Target
 
 SCHEMA = "sovereign.gateway/v1"
+MAX_MESSAGE = 512
 
 
 def clean_text(text: str) -> str:
@@ -116,6 +117,7 @@ def rejected(
     request_id: str,
     endpoint: str,
     principal: Principal | None,
+    peer: str | None,
     model: str | None,
     data_class: str,
     status: int,
@@ -132,11 +134,13 @@ def rejected(
         "request_id": request_id,
         "endpoint": endpoint,
         **_who(principal),
+        "peer": peer,
         "model": model,
         "data_class": data_class,
         "status": status,
         "reason": reason,
-        "message": message,
+        # Messages quote client input only through errors.bounded; cut here too.
+        "message": clean_text(message[:MAX_MESSAGE]),
         "limit": limit,
         "limit_value": limit_value,
         "rule": rule,

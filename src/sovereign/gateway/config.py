@@ -143,6 +143,19 @@ class Admission(_Model):
     bytes_per_token: float = Field(default=3.0, gt=0, le=16)
     # group -> tool names its members may offer the model ("*": any).
     allowed_tools: dict[str, list[str]] = Field(default_factory=dict)
+    # A completions prompt list or an embeddings input list holds at most
+    # this many items; each is reserved its prompt and n x the output cap.
+    max_batch_size: PositiveInt = 32
+    # Choices per prompt ("n").
+    max_n: PositiveInt = 16
+    # logprobs / top_logprobs: alternatives returned per generated token.
+    max_logprobs: int = Field(default=5, ge=0, le=20)
+    # Request fields forwarded as they are besides those the gateway knows
+    # (admission.FIELDS); only fields that neither enlarge nor multiply the
+    # output nor change scheduling belong here.
+    forward_fields: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]] = Field(
+        default_factory=list
+    )
 
 
 class ModelVersion(_Model):
@@ -236,6 +249,49 @@ class Upstream(_Model):
     ca_bundle: Path | None = None
 
 
+class PrefixCache(_Model):
+    """vLLM's prefix cache is shared by every request of a replica: a user could
+    time a prompt to learn whether another tenant sent it. The gateway sets each
+    request's ``cache_salt`` from the tenant and drops any salt a client sent."""
+
+    # team: users of a team share cached prefixes (a user without a team is
+    # their own tenant); user: nobody shares; off: no salt (one tenant).
+    isolation: Literal["team", "user", "off"] = "team"
+    # A file holding the key the salts are derived from (HMAC-SHA256), the
+    # same on every gateway of a site so that they share cache hits. Without
+    # one, each gateway process draws a random key at start.
+    salt_key_file: Path | None = None
+
+
+class PreAuth(_Model):
+    """Refusals before a caller is known (bad or missing credentials) are cheap
+    and bounded: a source address gets ``failures_per_minute`` of them (a burst
+    of ``burst``) before its next ones are answered 429; the audit log gets at
+    most ``audit_records_per_interval`` individual records of them per
+    ``summary_interval_s``, and the rest are counted in one summary record
+    per interval."""
+
+    failures_per_minute: PositiveInt = 30
+    burst: PositiveInt = 30
+    audit_records_per_interval: PositiveInt = 100
+    summary_interval_s: Seconds = 60.0
+    # A bearer token longer than this is refused without being parsed.
+    max_token_bytes: PositiveInt = 16384
+
+
+class Http(_Model):
+    """Limits of the gateway's own HTTP server, before any request code runs."""
+
+    # Request line plus headers, in bytes, and the number of header fields.
+    max_header_bytes: int = Field(default=16384, ge=1024, le=1_048_576)
+    max_headers: int = Field(default=64, ge=8, le=1024)
+    # From a connection's first byte (or the end of the previous request) to
+    # the end of the headers: a slow client is answered 408 and closed.
+    header_timeout_s: Seconds = 10.0
+    # For the whole request body, once the headers are in.
+    body_timeout_s: Seconds = 30.0
+
+
 class Logging(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # One JSON line per request on stderr (journald); no prompt text.
@@ -255,6 +311,12 @@ class GatewayConfig(_Model):
     routing: Routing
     audit: Audit
     upstream: Upstream = Upstream()
+    prefix_cache: PrefixCache = PrefixCache()
+    preauth: PreAuth = PreAuth()
+    http: Http = Http()
+    # Paths answered without authentication (default: none; the health check
+    # /healthz always is).
+    public_paths: list[Literal["/openapi.json", "/v1/models"]] = Field(default_factory=list)
     logging: Logging = Logging()
 
 

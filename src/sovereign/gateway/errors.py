@@ -16,6 +16,17 @@ EXIT_FAILURE = 1
 EXIT_BAD_CONFIG = 2
 
 
+def bounded(value: object, limit: int = 64) -> str:
+    """Client-controlled text as it may appear in an answer, a log line or an
+    audit record: quoted and escaped like ``repr`` (control characters and
+    lone surrogates become escapes, so they cannot forge a line), and cut to
+    ``limit`` characters of the value with a note of the full length."""
+    text = value if isinstance(value, str) else str(type(value).__name__)
+    if len(text) > limit:
+        return f"{text[:limit]!r}... ({len(text)} characters)"
+    return repr(text)
+
+
 class GatewayError(Exception):
     """An error answered to the client as ``{"error": {...}}`` with ``status``."""
 
@@ -91,6 +102,14 @@ class MethodNotAllowedError(GatewayError):
     status = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
+
+
+class RequestTimeoutError(GatewayError):
+    """The client did not send its request within the server's time limit."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
 
 
 class PayloadTooLargeError(GatewayError):

@@ -29,12 +29,14 @@ import uvloop
 from prometheus_client import start_http_server
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from starlette.types import ASGIApp
 
 from sovereign.audit.errors import AuditError
 from sovereign.audit.log import AuditLog
 from sovereign.gateway.app import Gateway, create_app
 from sovereign.gateway.config import GatewayConfig, Logging, load_config
 from sovereign.gateway.errors import ConfigError, StartupError
+from sovereign.gateway.http_limits import protocol_for
 from sovereign.gateway.identity import OidcVerifier
 from sovereign.gateway.metrics import GatewayMetrics
 from sovereign.gateway.quota import QuotaStore
@@ -130,7 +132,7 @@ async def open_gateway(
             stack.push_async_callback(idp.aclose)
             verifier = OidcVerifier(oidc, idp)
             await verifier.warm_up()
-        yield Gateway(
+        gateway = Gateway(
             config,
             quota=quota,
             audit=audit,
@@ -138,6 +140,10 @@ async def open_gateway(
             verifier=verifier,
             metrics=metrics,
         )
+        try:
+            yield gateway
+        finally:
+            await gateway.aclose()  # before the audit log closes (exit stack order)
 
 
 def _redis_client(url: str) -> RedisClient | redis.asyncio.Redis:
@@ -185,30 +191,34 @@ class _Server(uvicorn.Server):
             self._captured_signals.clear()
 
 
+def uvicorn_config(app: ASGIApp, config: GatewayConfig) -> uvicorn.Config:
+    """How the gateway serves HTTP: httptools with the head limits of
+    ``config.http`` (see :mod:`sovereign.gateway.http_limits`)."""
+    tls = config.tls
+    return uvicorn.Config(
+        app,
+        host=config.listen.host,
+        port=config.listen.port,
+        http=protocol_for(config.http),
+        lifespan="off",
+        # The peer address must be the socket's: trusted-header mode
+        # depends on it, so X-Forwarded-For is never believed.
+        proxy_headers=False,
+        server_header=False,
+        access_log=False,
+        log_config=None,
+        ssl_certfile=str(tls.cert) if tls else None,
+        ssl_keyfile=str(tls.key) if tls else None,
+        backlog=4096,
+        timeout_keep_alive=75,
+    )
+
+
 async def _serve(path: Path, config: GatewayConfig, metrics: GatewayMetrics) -> None:
     async with open_gateway(config, metrics) as gateway:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, reload_config, gateway, path)
-        tls = config.tls
-        server = _Server(
-            uvicorn.Config(
-                create_app(gateway),
-                host=config.listen.host,
-                port=config.listen.port,
-                http="httptools",
-                lifespan="off",
-                # The peer address must be the socket's: trusted-header mode
-                # depends on it, so X-Forwarded-For is never believed.
-                proxy_headers=False,
-                server_header=False,
-                access_log=False,
-                log_config=None,
-                ssl_certfile=str(tls.cert) if tls else None,
-                ssl_keyfile=str(tls.key) if tls else None,
-                backlog=4096,
-                timeout_keep_alive=75,
-            )
-        )
+        server = _Server(uvicorn_config(create_app(gateway), config))
         log.info("gateway listening on %s:%s", config.listen.host, config.listen.port)
         await server.serve()
 

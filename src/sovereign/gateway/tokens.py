@@ -1,14 +1,18 @@
 """Prompt-token estimates, made before the request reaches a tokenizer.
 
 The gateway has no tokenizer for every model, so it estimates: every string
-the model will read (message contents and text parts, names, tool-call
-arguments, the tool definitions, a completion prompt, embedding inputs) is
-measured in UTF-8 bytes, divided by the model's ``bytes_per_token`` and
-rounded up, plus ``PER_MESSAGE_OVERHEAD`` tokens per chat message for the
-role markers of the chat template. BPE tokenizers average about 4 bytes per
-token on English prose and less on code or non-Latin scripts; the default of
-3 errs on the high side. The estimate is only the reservation: the quota is
-settled from the upstream's real ``usage`` afterwards.
+the model will read is measured in UTF-8 bytes, divided by the model's
+``bytes_per_token`` and rounded up, plus ``PER_MESSAGE_OVERHEAD`` tokens per
+chat message for the role markers of the chat template. "Everything the
+model will read" is everything the chat template renders: the messages
+(contents and text parts, names, tool calls and tool results, system
+prompts) and, as their JSON text, the fields of ``RENDERED_FIELDS`` (tool
+and function definitions, ``documents``, the chat-template arguments, a
+forced tool choice); for completions and embeddings, each prompt or input.
+BPE tokenizers average about 4 bytes per token on English prose and less on
+code or non-Latin scripts; the default of 3 errs on the high side. The
+estimate is only the reservation: the quota is settled from the upstream's
+real ``usage`` afterwards.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from collections.abc import Mapping
 
 PER_MESSAGE_OVERHEAD = 4
 _MAX_DEPTH = 32
+# Chat request fields a chat template renders into the prompt besides the
+# messages; measured as their compact JSON (keys and punctuation included).
+RENDERED_FIELDS = ("tools", "functions", "documents", "chat_template_kwargs", "tool_choice")
 
 
 def _measure(value: object, depth: int = 0) -> tuple[int, int]:
@@ -46,7 +53,14 @@ def _measure(value: object, depth: int = 0) -> tuple[int, int]:
     return size, count
 
 
+def estimate_text_tokens(value: object, bytes_per_token: float) -> int:
+    """One completion prompt or embedding input: a string, or token ids."""
+    size, ids = _measure(value)
+    return math.ceil(size / bytes_per_token) + ids
+
+
 def estimate_prompt_tokens(body: Mapping[str, object], bytes_per_token: float) -> int:
+    """Everything in ``body`` the model will read, as one prompt."""
     size = ids = overhead = 0
     messages = body.get("messages")
     if isinstance(messages, list):
@@ -57,8 +71,9 @@ def estimate_prompt_tokens(body: Mapping[str, object], bytes_per_token: float) -
             more, more_ids = _measure(body[key])
             size += more
             ids += more_ids
-    tools = body.get("tools")
-    if tools:
-        # The chat template renders tool definitions as JSON.
-        size += len(json.dumps(tools, separators=(",", ":")))
+    for key in RENDERED_FIELDS:
+        value = body.get(key)
+        if value is not None and not (isinstance(value, str) and key == "tool_choice"):
+            # "auto"/"none"/"required" select behaviour; an object names a tool.
+            size += len(json.dumps(value, separators=(",", ":")).encode())
     return math.ceil(size / bytes_per_token) + ids + overhead

@@ -58,7 +58,8 @@ def test_a_streamed_request_asks_for_usage_and_settles_it(harness: Harness) -> N
     events = _events(response.content)
     assert events[-1] == "data: [DONE]" and all('"usage"' not in e for e in events)
     (sent,) = [b for h in harness.backends.by_host.values() for b in h.received]
-    assert sent["stream_options"] == {"include_usage": True}
+    # The final usage, and the running count in every chunk (for a client that leaves).
+    assert sent["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
     (request_id,) = harness.quota.settled
     assert harness.quota.settled[request_id] == 11 + 3  # the backend's usage, not the estimate
     assert harness.quota.reserved[request_id] > 14

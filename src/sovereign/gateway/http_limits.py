@@ -1,0 +1,150 @@
+"""The gateway's HTTP server protocol: uvicorn's httptools protocol with limits.
+
+uvicorn's httptools protocol (the fast one the gateway serves with) accepts
+request heads of any size and any number of header fields, and waits for a
+head as long as the client likes: one slow client per connection can hold
+the server's sockets (slowloris), and a megabyte of headers is parsed and
+kept before any request code runs. This protocol adds, before anything
+reaches the application:
+
+- ``max_header_bytes``: request line plus header fields; past it the client
+  is answered 431 and the connection closed;
+- ``max_headers``: the number of header fields, likewise 431;
+- ``header_timeout_s``: from a connection's opening (or the first byte of
+  the next request on a kept-alive one) to the end of its head; past it
+  the client is answered 408 and the connection closed.
+
+The refusal is written straight to the socket: the parser's remaining
+callbacks for that connection are ignored, and no ASGI task is started.
+The body's own limits (size before authentication, a read deadline) are
+the application's (see :mod:`sovereign.gateway.app`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from sovereign.gateway.config import Http
+
+log = logging.getLogger(__name__)
+
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """One connection; the limits come from :func:`protocol_for`."""
+
+    limits = Http()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_bytes = 0
+        self._head_fields = 0
+        self._in_head = False
+        self._refused = False
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    # -- connection -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        super().data_received(data)
+
+    # -- the head -----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = self._head_fields = 0
+        self._in_head = True
+        if self._head_timer is None:
+            self._arm()  # the next request on a kept-alive connection
+
+    def on_url(self, url: bytes) -> None:
+        if self._refused:
+            return
+        self._count(len(url), 0)
+        if not self._refused:
+            super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._refused:
+            return
+        # httptools may hand over a name or value in pieces: count every piece.
+        self._count(len(name) + len(value) + 4, 1)
+        if not self._refused:
+            super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self._refused:
+            return
+        self._in_head = False
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._refused:
+            super().on_message_complete()
+
+    def _count(self, size: int, fields: int) -> None:
+        self._head_bytes += size
+        self._head_fields += fields
+        limits = self.limits
+        if self._head_bytes > limits.max_header_bytes:
+            self._refuse(431, f"request head over {limits.max_header_bytes} bytes")
+        elif self._head_fields > limits.max_headers:
+            self._refuse(431, f"more than {limits.max_headers} header fields")
+
+    # -- the head timer -------------------------------------------------------------
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_late)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        if self._refused or self.transport.is_closing():
+            return
+        if self._in_head or self.cycle is None:
+            # Mid-head, or a connection that never sent a request.
+            self._refuse(
+                408, f"request head not received within {self.limits.header_timeout_s:g} s"
+            )
+
+    def _refuse(self, status: int, reason: str) -> None:
+        self._refused = True
+        self._disarm()
+        log.debug("refused %s from %s: %s", status, self.client, reason)
+        body = reason.encode("ascii")
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+            % (status, _REASONS[status], len(body), body)
+        )
+        self.transport.close()
+
+
+def protocol_for(limits: Http) -> type[LimitedHttpToolsProtocol]:
+    """The protocol class uvicorn instantiates per connection, with these limits."""
+    return type("GatewayHttpProtocol", (LimitedHttpToolsProtocol,), {"limits": limits})
