@@ -194,16 +194,16 @@ class Admitter:
         self, endpoint: str, body: dict[str, Any], model: ModelEntry, groups: frozenset[str]
     ) -> Admitted:
         limits = self.config
-        allowed = self._fields[endpoint]
-        for key in body:
-            if key not in allowed:
-                raise BadRequestError(
-                    f"field {bounded(key)} is not accepted here: the gateway cannot "
-                    "account for what it does (admission.forward_fields lists extra "
-                    "fields a site allows)",
-                    code="unsupported_field",
-                    param=bounded(key),
-                )
+        unknown = body.keys() - self._fields[endpoint]
+        if unknown:
+            key = min(unknown)
+            raise BadRequestError(
+                f"field {bounded(key)} is not accepted here: the gateway cannot "
+                "account for what it does (admission.forward_fields lists extra "
+                "fields a site allows)",
+                code="unsupported_field",
+                param=bounded(key),
+            )
         if endpoint == CHAT:
             messages = body.get("messages")
             if not isinstance(messages, list) or not messages:

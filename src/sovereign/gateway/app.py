@@ -79,6 +79,7 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger("sovereign.gateway.access")
 
 REQUEST_ID_HEADER = "x-request-id"
+_SALT_CACHE_SIZE = 65536
 _JSON = "application/json"
 
 
@@ -150,6 +151,7 @@ class Gateway:
         self.preauth = PreAuthGuard(config.preauth)
         self._summaries: asyncio.Task[None] | None = None
         self._salt_key = _salt_key(config)
+        self._salts: dict[str, str] = {}  # tenant -> salt, at most _SALT_CACHE_SIZE
 
     def reload(self, config: GatewayConfig) -> None:
         """Take a new routing, admission, quota and canary policy; in-flight requests
@@ -189,21 +191,24 @@ class Gateway:
     def _precheck(self, request: Request, body_limit: int | None) -> None:
         """Refusals that need no parsing, made before authentication: a bearer
         token or a declared body too large to be worth reading."""
-        authorization = request.headers.get("authorization")
+        authorization = 0
+        declared = b""
+        for name, value in request.scope["headers"]:  # one pass over the raw headers
+            if name == b"authorization":
+                authorization = max(authorization, len(value))
+            elif name == b"content-length":
+                declared = value
         limit = self.policy.config.preauth.max_token_bytes
-        if authorization is not None and len(authorization) > limit + 7:  # "Bearer "
+        if authorization > limit + 7:  # "Bearer "
             raise AuthenticationError(
-                f"the Authorization header of {len(authorization)} bytes is over the limit "
+                f"the Authorization header of {authorization} bytes is over the limit "
                 f"of {limit} (preauth.max_token_bytes)",
                 code="token_too_large",
             )
-        if body_limit is None:
-            return
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > body_limit:
+        if body_limit is not None and declared.isdigit() and int(declared) > body_limit:
             raise PayloadTooLargeError(
-                f"request body of {declared[:20]} bytes is over the limit of {body_limit} "
-                "bytes (max_request_bytes)",
+                f"request body of {declared[:20].decode()} bytes is over the limit of "
+                f"{body_limit} bytes (max_request_bytes)",
                 limit="max_request_bytes",
                 limit_value=body_limit,
             )
@@ -360,7 +365,7 @@ class Gateway:
         chunks: list[bytes] = []
         size = 0
         try:
-            with anyio.fail_after(timeout):
+            async with asyncio.timeout(timeout):  # (anyio's fail_after costs ~40 us more)
                 async for chunk in request.stream():
                     size += len(chunk)
                     if size > limit:
@@ -399,13 +404,19 @@ class Gateway:
             body["model"] = served
             changed = True
         salt = self._cache_salt(exchange.principal)
-        if salt is not None or "cache_salt" in body:
+        if "cache_salt" in body:
             # A client's own salt is never forwarded: it could join another tenant's cache.
-            body.pop("cache_salt", None)
-            if salt is not None:
-                body["cache_salt"] = salt
+            del body["cache_salt"]
             changed = True
-        return json.dumps(body).encode() if changed else raw
+        if salt is None:
+            return json.dumps(body).encode() if changed else raw
+        end = raw.rstrip()
+        if changed or not end.endswith(b"}"):  # (a UTF-16 or UTF-32 body ends otherwise)
+            body["cache_salt"] = salt
+            return json.dumps(body).encode()
+        # A UTF-8 JSON object without the key: add it before the closing brace
+        # rather than serialize the whole body again.
+        return end[:-1] + b',"cache_salt":"' + salt.encode("ascii") + b'"}'
 
     def _cache_salt(self, principal: Principal) -> str | None:
         """The tenant's prefix-cache salt: HMAC-SHA256 of the tenant under the site key."""
@@ -417,8 +428,14 @@ class Gateway:
             if isolation == "team" and principal.team
             else f"user:{principal.user}"
         )
-        mac = hmac.new(self._salt_key, tenant.encode("utf-8", "surrogatepass"), hashlib.sha256)
-        return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")
+        salt = self._salts.get(tenant)
+        if salt is None:
+            mac = hmac.new(self._salt_key, tenant.encode("utf-8", "surrogatepass"), hashlib.sha256)
+            salt = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")
+            if len(self._salts) >= _SALT_CACHE_SIZE:
+                self._salts.clear()
+            self._salts[tenant] = salt
+        return salt
 
     # -- forwarding -----------------------------------------------------------
 
@@ -737,25 +754,32 @@ class RelayResponse(Response):
         exchange, relay, gateway = self.exchange, self.relay, self.gateway
         status, outcome = 200, "ok"
         chunks = self.upstream.iter_raw()
-        left = anyio.Event()
+        relaying = asyncio.current_task()
+        assert relaying is not None
+        left = False
 
         async def watch() -> None:
             # The body was read already: the next message is the disconnect,
             # which also comes once the last byte is out (not a departure).
+            nonlocal left
             while (await receive())["type"] != "http.disconnect":
                 pass
             if not self.ending:
-                left.set()
-                scope_.cancel()
+                left = True
+                relaying.cancel()
 
+        # A task rather than an anyio task group: a third of the cost per stream.
+        watcher = asyncio.get_running_loop().create_task(watch())
         try:
-            async with anyio.create_task_group() as group:
-                scope_ = group.cancel_scope
-                group.start_soon(watch)
+            try:
                 status, outcome = await self._relay(send, chunks)
-                scope_.cancel()
+            except asyncio.CancelledError:
+                if not left:
+                    raise
+                relaying.uncancel()
         finally:
-            if left.is_set():
+            watcher.cancel()
+            if left:
                 # The backend's connection is closed below, unread: vLLM aborts
                 # the request and stops generating.
                 status, outcome = 499, "client_disconnected"
