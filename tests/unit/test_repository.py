@@ -83,3 +83,41 @@ def test_role_groups_name_known_roles() -> None:
     names = {role.name for role in ROLES}
     assert set(layout.ROLE_GROUPS) <= names
     assert set(layout.PLAYBOOK_SUPPLIED) <= names
+
+
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|PASSPHRASE|CREDENTIAL", re.IGNORECASE)
+
+
+def _tasks(node: Any) -> list[dict[str, Any]]:
+    """Every task (and play) mapping in a playbook or task file, blocks included."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, list):
+        for item in node:
+            found.extend(_tasks(item))
+    elif isinstance(node, dict):
+        found.append(node)
+        for key in ("tasks", "pre_tasks", "post_tasks", "handlers", "block", "rescue", "always"):
+            found.extend(_tasks(node.get(key)))
+    return found
+
+
+def _ansible_files() -> list[Path]:
+    return sorted(
+        [*(ROOT / "playbooks").rglob("*.yml"), *(ROOT / "roles").glob("*/tasks/*.yml")]
+        + list((ROOT / "roles").glob("*/handlers/*.yml"))
+        + list((ROOT / "molecule").rglob("*.yml"))
+        + list((ROOT / "roles").glob("*/molecule/*/*.yml"))
+    )
+
+
+@pytest.mark.parametrize(
+    "path", _ansible_files(), ids=lambda path: path.relative_to(ROOT).as_posix()
+)
+def test_no_secret_goes_through_the_environment_of_a_task(path: Path) -> None:
+    """STYLE: Ansible writes `environment:` into the module's command line, where
+    any local user can read it: secrets go on stdin or in a 0600 file."""
+    for task in _tasks(load(path)):
+        environment = task.get("environment")
+        if isinstance(environment, dict):
+            leaked = [name for name in environment if SECRET_NAME.search(str(name))]
+            assert not leaked, f"{task.get('name')!r} passes {leaked} in its environment"

@@ -7,8 +7,8 @@ helper drives the same registry client directly:
   WEIGHTS flipped, pushed with the directory's original ``model.sig``;
 - ``unsigned``: the files of a model directory without any ``model.sig`` layer.
 
-Usage: python push_bad_artifact.py MODE MODEL_DIR REGISTRY/REPOSITORY:TAG CA_BUNDLE
-(registry user and password in SOVEREIGN_REGISTRY_USERNAME / _PASSWORD).
+Usage: python push_bad_artifact.py MODE MODEL_DIR REGISTRY/REPOSITORY:TAG CA_BUNDLE USERNAME
+(the registry password on stdin).
 Prints the manifest digest.
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -32,11 +31,9 @@ WEIGHTS = "weights.bin"
 FLIP_OFFSET = 1_000_003
 
 
-def main(mode: str, source: Path, reference: str, ca_bundle: Path) -> str:
+def main(mode: str, source: Path, reference: str, ca_bundle: Path, username: str) -> str:
     target = parse_reference(reference)
-    credentials = Credentials(
-        os.environ["SOVEREIGN_REGISTRY_USERNAME"], os.environ["SOVEREIGN_REGISTRY_PASSWORD"]
-    )
+    credentials = Credentials(username, sys.stdin.readline().rstrip("\r\n"))
     with tempfile.TemporaryDirectory(prefix="model-sync-bad-") as scratch:
         model = Path(scratch) / "model"
         shutil.copytree(source, model)
@@ -84,6 +81,6 @@ def main(mode: str, source: Path, reference: str, ca_bundle: Path) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 5:
+    if len(sys.argv) != 6:
         raise SystemExit(__doc__)
-    print(main(sys.argv[1], Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4])))
+    print(main(sys.argv[1], Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4]), sys.argv[5]))
