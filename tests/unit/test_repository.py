@@ -121,3 +121,31 @@ def test_no_secret_goes_through_the_environment_of_a_task(path: Path) -> None:
         if isinstance(environment, dict):
             leaked = [name for name in environment if SECRET_NAME.search(str(name))]
             assert not leaked, f"{task.get('name')!r} passes {leaked} in its environment"
+
+
+def _role_entries() -> list[tuple[Path, dict[str, Any]]]:
+    entries = []
+    for path in sorted((ROOT / "playbooks").rglob("*.yml")):
+        for play in load(path) or []:
+            for entry in play.get("roles") or []:
+                entries.append((path, entry if isinstance(entry, dict) else {"role": entry}))
+    return entries
+
+
+def test_every_role_a_playbook_applies_is_tagged_with_its_name() -> None:
+    """`--tags role::gateway` runs one component, in every playbook."""
+    entries = _role_entries()
+    assert entries
+    for path, entry in entries:
+        assert entry.get("tags") == f"role::{entry['role']}", f"{path.name}: {entry['role']}"
+
+
+def test_datacenter_runs_check_ssh_host_keys() -> None:
+    config = (ROOT / "ansible.cfg").read_text(encoding="utf-8")
+    assert re.search(r"^host_key_checking\s*=\s*true$", config, re.MULTILINE)
+
+
+def test_no_code_edits_sys_path() -> None:
+    """Plugins import the installed package; they do not patch the import path."""
+    for path in sorted((ROOT / "src").rglob("*.py")):
+        assert "sys.path" not in path.read_text(encoding="utf-8"), path

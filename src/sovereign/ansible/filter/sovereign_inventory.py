@@ -1,15 +1,14 @@
 """Filter ``sovereign_inventory_problems``: every problem of an inventory, as text.
 
 Used by ``playbooks/validate.yml``, the first play of ``site.yml``. Ansible
-loads this file by path, so the package is imported by name; a controller
-that runs Ansible outside the project's virtualenv still finds it in the
-checkout's ``src/``.
+loads this file by path (``filter_plugins`` in ansible.cfg) and it imports
+the installed package by name: Ansible runs from the project's virtualenv,
+where ``make venv`` installed it.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,14 +20,12 @@ try:
         load_role_specs,
         validate_inventory,
     )
-except ImportError:  # pragma: no cover - depends on how Ansible was started
-    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-    from sovereign.inventory import (
-        RoleSpec,
-        SpecError,
-        load_role_specs,
-        validate_inventory,
-    )
+except ImportError as exc:  # pragma: no cover - depends on how Ansible was started
+    raise ImportError(
+        "the sovereign package is not installed for the Python that runs Ansible: "
+        "run ansible-playbook from the project's virtualenv (`make venv`, then "
+        ".venv/bin/ansible-playbook, or activate .venv)"
+    ) from exc
 
 from ansible.errors import AnsibleFilterError
 from jinja2 import Undefined

@@ -7,16 +7,17 @@ serving manifest, see ``sovereign.inventory.serving``) through these to
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 try:
     from sovereign.inventory import InventoryError, serving
-except ImportError:  # pragma: no cover - depends on how Ansible was started
-    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-    from sovereign.inventory import InventoryError, serving
+except ImportError as exc:  # pragma: no cover - depends on how Ansible was started
+    raise ImportError(
+        "the sovereign package is not installed for the Python that runs Ansible: "
+        "run ansible-playbook from the project's virtualenv (`make venv`, then "
+        ".venv/bin/ansible-playbook, or activate .venv)"
+    ) from exc
 
 from ansible.errors import AnsibleFilterError
 
