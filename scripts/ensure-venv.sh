@@ -21,21 +21,16 @@ if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   fi
 fi
 
-# torch must be the CPU build from a local wheel directory, never PyPI's
-# CUDA build: use PIP_FIND_LINKS when set, else the machine's /opt/wheels.
-if [ -z "${PIP_FIND_LINKS:-}" ] && compgen -G '/opt/wheels/torch-*.whl' >/dev/null; then
-  export PIP_FIND_LINKS=/opt/wheels
-fi
-if [ -z "${PIP_FIND_LINKS:-}" ]; then
-  echo "ensure-venv: no local wheel directory with a CPU torch wheel: set PIP_FIND_LINKS to one (torch==2.13.0+cpu)" >&2
-  exit 1
-fi
+# torch must be the CPU build (a local wheel directory or PyTorch's CPU
+# index, see torch-source.sh), never PyPI's CUDA build.
+torch_source=$(scripts/torch-source.sh)
+mapfile -t TORCH_SOURCE <<<"$torch_source"
 
 # Upgrade in place: pip replaces what changed and keeps what did not, which
 # is much faster than a rebuild (and keeps tools that are running working).
 echo "ensure-venv: installing requirements-dev.txt and the sovereign package into $VENV"
 python3 -m venv "$VENV"
 "$VENV/bin/pip" install --quiet --upgrade pip
-"$VENV/bin/pip" install --quiet -r requirements-dev.txt
+"$VENV/bin/pip" install --quiet "${TORCH_SOURCE[@]}" -r requirements-dev.txt
 "$VENV/bin/pip" install --quiet --editable .
 echo "$want" >"$stamp"
