@@ -8,6 +8,7 @@ names it, before any host is contacted.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,21 +19,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 
 
-# What a site keeps in ansible-vault files; the example inventory refers to
-# these names. Passed as extra vars, the way a vault file would supply them.
+# What a site keeps in ansible-vault files: the example inventory's
+# vault.yml.example files, passed as extra vars the way vault.yml would
+# supply them.
+VAULT_EXAMPLES = sorted((ROOT / "inventories/example/group_vars").glob("*/vault.yml.example"))
 VAULT = [
-    "-e",
-    "vault_model_registry_publisher_password=s3cret-publisher",
-    "-e",
-    "vault_model_registry_puller_password=s3cret-puller",
-    "-e",
-    "vault_model_sync_registry_password=s3cret-puller",
-    "-e",
-    "vault_gateway_redis_password=s3cret-redis",
-    "-e",
-    "vault_sso_proxy_oidc_client_secret=s3cret-sso",
-    "-e",
-    "vault_sso_proxy_oidc_crypto_passphrase=s3cret-passphrase-of-32-characters",
+    argument
+    for path in VAULT_EXAMPLES
+    for name, value in yaml.safe_load(path.read_text(encoding="utf-8")).items()
+    for argument in ("-e", f"{name}={value}")
 ]
 
 
@@ -80,6 +75,14 @@ def lab_state(directory: Path) -> Path:
     (directory / "models/tiny.digest").write_text("sha256:" + "0" * 64 + "\n")
     shutil.copy(ROOT / "inventories/example/files/model-signing.pub", directory)
     return directory
+
+
+def test_every_vault_variable_the_example_names_has_an_example() -> None:
+    named: set[str] = set()
+    for path in (ROOT / "inventories/example").rglob("*.yml"):
+        named.update(re.findall(r"\bvault_[a-z0-9_]+", path.read_text(encoding="utf-8")))
+    examples = {name for path in VAULT_EXAMPLES for name in yaml.safe_load(path.read_text())}
+    assert named == examples
 
 
 def test_the_example_inventory_passes() -> None:
