@@ -32,14 +32,16 @@ VAULT = [
 
 
 def run_validate(
-    inventory: Path, vault: bool = True, extra: tuple[str, ...] = ()
+    inventory: Path,
+    vault: bool = True,
+    extra: tuple[str, ...] = (),
+    playbook: str = "playbooks/validate.yml",
 ) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), NO_COLOR="1")
     env.pop("ANSIBLE_ROLES_PATH", None)
     secrets = VAULT if vault else []
-    playbook = str(ROOT / "playbooks/validate.yml")
     return subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), *secrets, *extra, playbook],
+        ["ansible-playbook", "-i", str(inventory), *secrets, *extra, str(ROOT / playbook)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -195,3 +197,29 @@ def test_the_play_contacts_no_host(example: Path) -> None:
     result = run_validate(example)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "UNREACHABLE" not in result.stdout
+
+
+ENTRY_PLAYBOOKS = [
+    "site.yml",
+    "playbooks/foundation.yml",
+    "playbooks/control_plane.yml",
+    "playbooks/data_plane.yml",
+    "playbooks/governance_plane.yml",
+]
+
+
+@pytest.mark.parametrize("playbook", ENTRY_PLAYBOOKS)
+@pytest.mark.parametrize(
+    "narrowed",
+    [(), ("--limit", "fra1-gpu01.dc.example.internal"), ("--tags", "role::vllm")],
+    ids=["whole", "limit", "tags"],
+)
+def test_every_entry_playbook_validates_first_whatever_it_is_narrowed_to(
+    example: Path, playbook: str, narrowed: tuple[str, ...]
+) -> None:
+    write_group_vars(example, "pki.yml", {"pki_renew_before_day": 10})
+    result = run_validate(example, extra=narrowed, playbook=playbook)
+    assert result.returncode != 0
+    assert "pki_renew_before_day: is not a variable of role 'pki'" in result.stdout
+    # Nothing after the validation ran: every example host is unreachable.
+    assert "UNREACHABLE" not in result.stdout and "Gathering Facts" not in result.stdout
