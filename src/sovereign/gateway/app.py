@@ -24,6 +24,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -63,7 +64,11 @@ from sovereign.gateway.quota import Reservation
 from sovereign.gateway.quota_errors import QuotaError, QuotaExceededError
 from sovereign.gateway.routing import DATA_CLASS_HEADER, Decision, Router, Target
 from sovereign.gateway.streaming import SseRelay
-from sovereign.gateway.trusted_header import TrustedProxies, principal_from_headers
+from sovereign.gateway.trusted_header import (
+    TrustedProxies,
+    asserts_identity,
+    principal_from_headers,
+)
 from sovereign.gateway.upstream import (
     PATHS,
     HttpxUpstream,
@@ -146,7 +151,9 @@ class Gateway:
         self.verifier = verifier
         self.metrics = metrics or GatewayMetrics()
         trusted = config.identity.trusted_header
-        self.proxies = TrustedProxies(trusted.proxies if trusted.enabled else ())
+        self.proxies = TrustedProxies(
+            trusted.proxies if trusted.enabled else (), _proxy_secret(trusted.shared_secret_file)
+        )
         self.access_log = config.logging.access_log
         self.preauth = PreAuthGuard(config.preauth)
         self._summaries: asyncio.Task[None] | None = None
@@ -169,7 +176,8 @@ class Gateway:
     async def authenticate(self, request: Request) -> Principal:
         headers = request.headers
         client = request.client
-        if self.proxies.trusts(client.host if client else None):
+        if self.proxies.trusts(client.host if client else None) and asserts_identity(headers):
+            self.proxies.check_secret(headers)
             principal = principal_from_headers(headers)
             if principal is not None:
                 return principal
@@ -327,7 +335,9 @@ class Gateway:
                 param="model",
             )
         router = policy.router
-        exchange.data_class = router.data_class(request.headers.get(DATA_CLASS_HEADER), principal)
+        exchange.data_class = router.data_class(
+            request.headers.getlist(DATA_CLASS_HEADER), principal
+        )
         exchange.decision = decision = router.decide(principal, model_name, exchange.data_class)
         exchange.admitted = admitted = policy.admitter.admit(
             exchange.endpoint, body, model, principal.groups
@@ -693,6 +703,22 @@ class Gateway:
                     }
                 )
             )
+
+
+def _proxy_secret(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"identity.trusted_header.shared_secret_file: cannot read {str(path)!r}: {exc.strerror}"
+        ) from exc
+    if len(secret) < 32:
+        raise ConfigError(
+            f"identity.trusted_header.shared_secret_file: {str(path)!r} holds under 32 bytes"
+        )
+    return secret
 
 
 def _salt_key(config: GatewayConfig) -> bytes:

@@ -93,16 +93,25 @@ class TrustedHeader(_Model):
     """Take X-Sovereign-User/-Groups/-Team from the SSO proxy, and only from it."""
 
     enabled: bool = False
+    # The SSO proxies' addresses or networks: each a real network (no host
+    # bits set), never the whole address space.
     proxies: list[str] = Field(default_factory=list)
+    # A file holding the secret the proxies send in X-Sovereign-Proxy-Auth
+    # (at least 32 bytes): with it, proxy trust does not rest on an address.
+    shared_secret_file: Path | None = None
 
     @field_validator("proxies")
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
         for item in value:
             try:
-                ipaddress.ip_network(item, strict=False)
+                network = ipaddress.ip_network(item, strict=True)
             except ValueError as exc:
-                raise ValueError(f"{item!r} is not an address or CIDR") from exc
+                raise ValueError(
+                    f"{item!r} is not an address or a network (host bits must be zero)"
+                ) from exc
+            if network.prefixlen == 0:
+                raise ValueError(f"{item!r} trusts every address: name the proxies' networks")
         return value
 
 
@@ -220,8 +229,11 @@ class Rule(_Model):
 
 class Routing(_Model):
     data_classes: list[DataClass] = Field(default_factory=list)
-    # Members of these groups must label every request with a data class.
+    # Members of these groups must label every request with a data class from
+    # required_labels (default: every data class listed above);
+    # "unclassified" never satisfies the requirement.
     restricted_groups: list[str] = Field(default_factory=list)
+    required_labels: list[DataClass] | None = None
     rules: list[Rule] = Field(default_factory=list)
     # Salt of the sticky canary hash; change it to reshuffle users.
     canary_salt: str = "sovereign"
@@ -410,6 +422,17 @@ def cross_check(config: GatewayConfig) -> list[str]:
                     f"{where}.models: model {model_name!r} has no backend in tier {rule.tier!r}"
                 )
 
+    for label in config.routing.required_labels or ():
+        if label not in classes:
+            problems.append(
+                f"routing.required_labels: {label!r} is not one of routing.data_classes"
+            )
+    trusted = identity.trusted_header
+    if trusted.shared_secret_file is not None and not trusted.shared_secret_file.is_file():
+        problems.append(
+            "identity.trusted_header.shared_secret_file: no such file "
+            f"{str(trusted.shared_secret_file)!r}"
+        )
     for label in config.audit.full_text_data_classes:
         if label not in known_classes:
             problems.append(f"audit.full_text_data_classes: unknown data class {label!r}")

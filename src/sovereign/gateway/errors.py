@@ -21,6 +21,8 @@ def bounded(value: object, limit: int = 64) -> str:
     audit record: quoted and escaped like ``repr`` (control characters and
     lone surrogates become escapes, so they cannot forge a line), and cut to
     ``limit`` characters of the value with a note of the full length."""
+    if value is None:
+        return "None"
     text = value if isinstance(value, str) else str(type(value).__name__)
     if len(text) > limit:
         return f"{text[:limit]!r}... ({len(text)} characters)"

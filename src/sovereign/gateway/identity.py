@@ -28,12 +28,37 @@ import jwt
 from jwt.exceptions import ExpiredSignatureError, ImmatureSignatureError, PyJWTError
 
 from sovereign.gateway.config import Claims, Oidc
-from sovereign.gateway.errors import AuthenticationError, ServiceUnavailableError
+from sovereign.gateway.errors import AuthenticationError, ServiceUnavailableError, bounded
 
 log = logging.getLogger(__name__)
 
 _KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 _TOKEN_CACHE_SIZE = 4096
+# Identity values go into every audit record, log line and quota key: short
+# printable text only. Longer, control characters or lone surrogates: 401.
+MAX_IDENTITY_CHARS = 256
+MAX_GROUPS = 256
+
+
+def identity_text(value: str, what: str) -> str:
+    """``value`` if it can stand for an identity, else AuthenticationError naming ``what``."""
+    if len(value) > MAX_IDENTITY_CHARS:
+        raise AuthenticationError(
+            f"{what} of {len(value)} characters is over the limit of {MAX_IDENTITY_CHARS}",
+            code="invalid_identity",
+        )
+    if not value.isprintable():  # control characters, line breaks, unassigned code points
+        raise AuthenticationError(
+            f"{what} {bounded(value)} holds control or unprintable characters",
+            code="invalid_identity",
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON escape
+        raise AuthenticationError(
+            f"{what} holds a lone surrogate (not text)", code="invalid_identity"
+        ) from None
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,26 +81,35 @@ def claim(claims: Mapping[str, Any], path: str) -> object:
     return value
 
 
-def parse_groups(value: object) -> frozenset[str]:
-    """Groups as a list, or one string separated by spaces and/or commas."""
+def parse_groups(value: object, what: str = "groups") -> frozenset[str]:
+    """Groups as a list, or one string separated by spaces and/or commas; each
+    must be identity text, and there may be at most ``MAX_GROUPS``."""
     if isinstance(value, str):
-        return frozenset(part for part in value.replace(",", " ").split() if part)
-    if isinstance(value, list | tuple):
-        return frozenset(item.strip() for item in value if isinstance(item, str) and item.strip())
-    return frozenset()
+        items = value.replace(",", " ").split()
+    elif isinstance(value, list | tuple):
+        items = [item.strip() for item in value if isinstance(item, str) and item.strip()]
+    else:
+        return frozenset()
+    if len(items) > MAX_GROUPS:
+        raise AuthenticationError(
+            f"{what}: {len(items)} groups, over the limit of {MAX_GROUPS}", code="invalid_identity"
+        )
+    return frozenset(identity_text(item, f"a group in {what}") for item in items if item)
 
 
 def principal_from_claims(claims: Mapping[str, Any], names: Claims) -> Principal:
     user = claim(claims, names.user)
     if not isinstance(user, str) or not user:
         raise AuthenticationError(f"token has no {names.user!r} claim naming the user")
+    user = identity_text(user, f"claim {names.user!r}")
     team: str | None = None
     if names.team is not None:
         raw = claim(claims, names.team)
         if isinstance(raw, list) and raw and isinstance(raw[0], str):
             raw = raw[0]
-        team = raw if isinstance(raw, str) and raw else None
-    return Principal(user, parse_groups(claim(claims, names.groups)), team, "oidc")
+        team = identity_text(raw, f"claim {names.team!r}") if isinstance(raw, str) and raw else None
+    groups = parse_groups(claim(claims, names.groups), f"claim {names.groups!r}")
+    return Principal(user, groups, team, "oidc")
 
 
 class _KeySet:
@@ -139,19 +173,21 @@ class OidcVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except PyJWTError as exc:
-            raise AuthenticationError(f"malformed bearer token: {exc}") from None
+            raise AuthenticationError(f"malformed bearer token: {bounded(str(exc))}") from None
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self.config.algorithms:
             raise AuthenticationError(
-                f"token algorithm {alg!r} is not allowed "
+                f"token algorithm {bounded(alg, 16)} is not allowed "
                 f"(allowed: {', '.join(self.config.algorithms)})"
             )
         kid = header.get("kid")
         key, declared = await self._key(kid if isinstance(kid, str) else None)
         if declared is not None and declared != alg:
-            raise AuthenticationError(f"key {kid!r} is for {declared}, token says {alg}")
+            raise AuthenticationError(
+                f"key {bounded(kid)} is for {bounded(declared, 16)}, token says {alg}"
+            )
         if _KEY_TYPES.get(alg[:2]) != key.key_type:
-            raise AuthenticationError(f"key {kid!r} ({key.key_type}) cannot verify {alg}")
+            raise AuthenticationError(f"key {bounded(kid)} ({key.key_type}) cannot verify {alg}")
         claims = self._decode(token, key, alg)
         principal = principal_from_claims(claims, self.config.claims)
         exp = claims.get("exp")
@@ -177,7 +213,8 @@ class OidcVerifier:
         except ImmatureSignatureError:
             raise AuthenticationError("token is not valid yet (nbf/iat in the future)") from None
         except PyJWTError as exc:
-            raise AuthenticationError(f"invalid bearer token: {exc}") from None
+            # PyJWT's messages can quote claims (an issuer, an audience): bounded.
+            raise AuthenticationError(f"invalid bearer token: {bounded(str(exc), 128)}") from None
 
     async def _key(self, kid: str | None) -> tuple[jwt.PyJWK, str | None]:
         now = self._clock()
@@ -192,7 +229,7 @@ class OidcVerifier:
                     "identity provider unreachable: no signing keys loaded yet",
                     code="idp_unavailable",
                 )
-            raise AuthenticationError(f"token signed with unknown key id {kid!r}")
+            raise AuthenticationError(f"token signed with unknown key id {bounded(kid)}")
         return key
 
     def _lookup(self, kid: str | None) -> tuple[jwt.PyJWK, str | None] | None:

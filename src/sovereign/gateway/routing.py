@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sovereign.gateway.canary import CanarySplit, bucket
 from sovereign.gateway.config import UNCLASSIFIED, GatewayConfig
-from sovereign.gateway.errors import BadRequestError, PermissionDeniedError
+from sovereign.gateway.errors import BadRequestError, PermissionDeniedError, bounded
 from sovereign.gateway.identity import Principal
 
 DATA_CLASS_HEADER = "x-sovereign-data-class"
@@ -53,6 +53,8 @@ class Router:
     def __init__(self, config: GatewayConfig) -> None:
         self.data_classes = frozenset(config.routing.data_classes)
         self.restricted_groups = frozenset(config.routing.restricted_groups)
+        required = config.routing.required_labels
+        self.required_labels = frozenset(self.data_classes if required is None else required)
         self._salt = config.routing.canary_salt
         self._full_text_classes = frozenset(config.audit.full_text_data_classes)
         served: dict[str, set[str]] = {}
@@ -93,27 +95,34 @@ class Router:
             for tier, urls in v.backends.items()
         }
 
-    def data_class(self, label: str | None, principal: Principal) -> str:
-        """The request's data class; refuses unknown labels and unlabelled restricted users."""
-        if label is None or not label.strip():
-            restricted = principal.groups & self.restricted_groups
-            if restricted:
-                raise PermissionDeniedError(
-                    f"members of {', '.join(sorted(restricted))} must label every request "
-                    "with the X-Sovereign-Data-Class header",
-                    code="data_class_required",
-                    param="X-Sovereign-Data-Class",
-                )
-            return UNCLASSIFIED
-        label = label.strip()
-        if label not in self.data_classes and label != UNCLASSIFIED:
+    def data_class(self, labels: list[str], principal: Principal) -> str:
+        """The request's data class, from every copy of the header sent. Refuses
+        a label sent twice, an unknown label, and a member of a restricted group
+        whose request carries no real label (``unclassified`` is none)."""
+        if len(labels) > 1:
+            raise BadRequestError(
+                f"{DATA_CLASS_HEADER} was sent {len(labels)} times: label a request once",
+                code="duplicate_data_class",
+                param="X-Sovereign-Data-Class",
+            )
+        label = labels[0].strip() if labels else ""
+        if label and label not in self.data_classes and label != UNCLASSIFIED:
             known = ", ".join(sorted(self.data_classes)) or "none configured"
             raise BadRequestError(
-                f"unknown data class {label[:64]!r} (known: {known})",
+                f"unknown data class {bounded(label)} (known: {known})",
                 code="unknown_data_class",
                 param="X-Sovereign-Data-Class",
             )
-        return label
+        restricted = principal.groups & self.restricted_groups
+        if restricted and label not in self.required_labels:
+            allowed = ", ".join(sorted(self.required_labels)) or "none configured"
+            raise PermissionDeniedError(
+                f"members of {', '.join(sorted(restricted))} must label every request "
+                f"with the X-Sovereign-Data-Class header, one of: {allowed}",
+                code="data_class_required",
+                param="X-Sovereign-Data-Class",
+            )
+        return label or UNCLASSIFIED
 
     def decide(self, principal: Principal, model: str, data_class: str) -> Decision:
         for rule in self._rules:

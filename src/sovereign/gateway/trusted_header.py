@@ -2,31 +2,46 @@
 
 ``X-Sovereign-User``, ``X-Sovereign-Groups`` (comma-separated) and
 ``X-Sovereign-Team`` are read only when the TCP peer address is inside one of
-the configured proxy networks. From any other peer they are ignored (a bearer
-JWT is then required), and they are never forwarded upstream. The peer is the
-socket's address: the server must not rewrite it from X-Forwarded-For.
+the configured proxy networks and, where ``shared_secret_file`` is set, the
+request carries the proxy's secret in ``X-Sovereign-Proxy-Auth`` (compared in
+constant time): proxy trust then does not rest on an address alone. From any
+other peer the identity headers are ignored (a bearer JWT is then required);
+from a trusted peer without the right secret they are refused. They are never
+forwarded upstream. The peer is the socket's address: the server must not
+rewrite it from X-Forwarded-For.
+
+An assertion is refused, never repaired: a header sent twice (which copy
+would the proxy have meant?), a user or team over 256 characters, a groups
+header over ``MAX_GROUPS_HEADER`` bytes or with more than 256 groups, or any
+value with control characters.
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
-from sovereign.gateway.identity import Principal, parse_groups
+from starlette.datastructures import Headers
+
+from sovereign.gateway.errors import AuthenticationError
+from sovereign.gateway.identity import Principal, identity_text, parse_groups
 
 USER_HEADER = "x-sovereign-user"
 GROUPS_HEADER = "x-sovereign-groups"
 TEAM_HEADER = "x-sovereign-team"
+PROXY_AUTH_HEADER = "x-sovereign-proxy-auth"
 IDENTITY_HEADERS = frozenset({USER_HEADER, GROUPS_HEADER, TEAM_HEADER})
-_MAX_VALUE = 1024
+MAX_GROUPS_HEADER = 8192
 
 
 class TrustedProxies:
     """The proxy networks; remembers its answer per peer address."""
 
-    def __init__(self, cidrs: Iterable[str]) -> None:
+    def __init__(self, cidrs: Iterable[str], secret: bytes | None = None) -> None:
         self._networks = tuple(ipaddress.ip_network(item, strict=False) for item in cidrs)
         self._seen: dict[str, bool] = {}
+        self.secret = secret
 
     def trusts(self, host: str | None) -> bool:
         if host is None or not self._networks:
@@ -46,12 +61,48 @@ class TrustedProxies:
             self._seen[host] = trusted
         return trusted
 
+    def check_secret(self, headers: Headers) -> None:
+        """Refuse an assertion without the proxy's secret, where one is configured."""
+        if self.secret is None:
+            return
+        sent = headers.getlist(PROXY_AUTH_HEADER)
+        if len(sent) != 1 or not hmac.compare_digest(sent[0].encode("latin-1"), self.secret):
+            raise AuthenticationError(
+                "identity headers from the proxy's address without the proxy's secret "
+                f"({PROXY_AUTH_HEADER})",
+                code="proxy_auth_failed",
+            )
 
-def principal_from_headers(headers: Mapping[str, str]) -> Principal | None:
+
+def _one(headers: Headers, name: str) -> str | None:
+    values = headers.getlist(name)
+    if len(values) > 1:
+        raise AuthenticationError(
+            f"{name} was sent {len(values)} times: an identity is asserted once",
+            code="duplicate_identity_header",
+        )
+    return values[0].strip() if values else None
+
+
+def asserts_identity(headers: Headers) -> bool:
+    return any(name in headers for name in IDENTITY_HEADERS)
+
+
+def principal_from_headers(headers: Headers) -> Principal | None:
     """The proxy's assertion, or None when it sent no user."""
-    user = headers.get(USER_HEADER, "").strip()
-    if not user or len(user) > _MAX_VALUE:
+    user = _one(headers, USER_HEADER)
+    groups = _one(headers, GROUPS_HEADER) or ""
+    team = _one(headers, TEAM_HEADER)
+    if not user:
         return None
-    team = headers.get(TEAM_HEADER, "").strip()[:_MAX_VALUE] or None
-    groups = parse_groups(headers.get(GROUPS_HEADER, "")[: _MAX_VALUE * 8].split(","))
-    return Principal(user, groups, team, "trusted_header")
+    if len(groups) > MAX_GROUPS_HEADER:
+        raise AuthenticationError(
+            f"{GROUPS_HEADER} of {len(groups)} bytes is over the limit of {MAX_GROUPS_HEADER}",
+            code="invalid_identity",
+        )
+    return Principal(
+        identity_text(user, USER_HEADER),
+        parse_groups(groups.split(","), GROUPS_HEADER),
+        identity_text(team, TEAM_HEADER) if team else None,
+        "trusted_header",
+    )

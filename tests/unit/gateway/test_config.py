@@ -52,7 +52,7 @@ def test_the_test_configuration_is_valid() -> None:
         (
             ("identity", "trusted_header", "proxies"),
             ["10.0.0.0/33"],
-            "identity.trusted_header.proxies: '10.0.0.0/33' is not an address or CIDR",
+            "identity.trusted_header.proxies: '10.0.0.0/33' is not an address or a network",
         ),
         (("identity", "oidc", "algorithms"), ["RS256", "HS256"], "not allowed: HS256"),
         (("identity", "oidc", "algorithms"), ["none"], "identity.oidc.algorithms: not allowed"),

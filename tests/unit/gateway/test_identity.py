@@ -176,3 +176,53 @@ def test_a_verified_token_is_checked_once(harness: Harness, idp: FakeIdp) -> Non
     assert _post(harness, token)[0] == 200
     assert token in harness.verifier._verified
     assert _post(harness, token)[0] == 200
+
+
+# -- odd input never gives a 500, and never reaches a record unbounded (issue 8, 4 and 10) --
+
+
+@pytest.mark.parametrize(
+    ("claims", "code"),
+    [
+        ({"preferred_username": "al\ud800ice"}, "invalid_identity"),
+        ({"preferred_username": "alice\nadmin"}, "invalid_identity"),
+        ({"preferred_username": "alice\x00"}, "invalid_identity"),
+        ({"preferred_username": "a" * 10_000}, "invalid_identity"),
+        ({"team": "t\u2028eam"}, "invalid_identity"),
+        ({"team": "x" * 10_000}, "invalid_identity"),
+        ({"groups": ["staff", "ad\x1bmin"]}, "invalid_identity"),
+        ({"groups": [f"g{i}" for i in range(1000)]}, "invalid_identity"),
+        ({"preferred_username": ["alice"]}, "invalid_token"),
+        ({"preferred_username": 7}, "invalid_token"),
+    ],
+)
+def test_odd_claims_are_401_and_audited(
+    harness: Harness, claims: dict[str, Any], code: str
+) -> None:
+    status, body = _post(harness, harness.idp.token(**claims))
+    assert status == 401, body
+    assert body["error"]["code"] == code  # type: ignore[index]
+    assert len(json.dumps(body)) < 1024
+    (record,) = harness.audit.records
+    assert record["event"] == "rejected" and record["user"] is None
+    assert len(json.dumps(record)) < 2048
+    assert harness.backends.who_received() == []
+
+
+def test_a_huge_key_id_is_not_copied_into_the_answer_or_the_record(harness: Harness) -> None:
+    token = jwt.encode(
+        harness.idp.claims(), harness.idp.keys["k1"], algorithm="RS256", headers={"kid": "k" * 8000}
+    )
+    status, body = _post(harness, token)
+    assert status == 401
+    assert "k" * 100 not in json.dumps(body)
+    assert "(8000 characters)" in str(body)
+    assert "k" * 100 not in json.dumps(harness.audit.records[0])
+
+
+def test_a_forged_algorithm_name_is_bounded_and_escaped(harness: Harness) -> None:
+    token = _unsigned({"alg": "X\n" * 500, "kid": "k1"}, harness.idp.claims()) + ".sig"
+    status, body = _post(harness, token)
+    assert status == 401
+    message = body["error"]["message"]  # type: ignore[index]
+    assert "\n" not in message and len(message) < 200

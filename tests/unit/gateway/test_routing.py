@@ -6,7 +6,7 @@ import pytest
 
 from sovereign.gateway.identity import Principal
 from sovereign.gateway.routing import Router
-from tests.unit.gateway.conftest import Harness, chat, make_config
+from tests.unit.gateway.conftest import BASE_CONFIG, Clock, FakeIdp, Harness, chat, make_config
 
 ALLOW = [
     # (groups, data class, model, tier the backend must be in, rule)
@@ -25,6 +25,8 @@ DENY = [
     (["staff"], "phi", "tiny", 403, "no routing rule admits data class 'phi' for groups [staff]"),
     (["staff"], "internal", "big", 403, "on model 'big'"),
     (["clinicians"], None, "tiny", 403, "must label every request"),
+    # "unclassified" is the absence of a label, not a label.
+    (["clinicians"], "unclassified", "tiny", 403, "must label every request"),
     (["contractors", "clinicians"], "phi", "tiny", 403, "'no-phi-for-contractors' denies"),
     (["staff"], "secret", "tiny", 400, "unknown data class 'secret'"),
     ([], "phi", "big", 403, "for groups [(none)]"),
@@ -105,3 +107,25 @@ def test_no_rules_means_nothing_is_admitted() -> None:
     principal = Principal("a", frozenset({"staff"}), None, "oidc")
     with pytest.raises(Exception, match="no routing rule admits"):
         router.decide(principal, "tiny", "public")
+
+
+def test_a_data_class_sent_twice_is_refused_even_if_both_agree(harness: Harness) -> None:
+    for labels in (["phi", "public"], ["phi", "phi"]):
+        headers = [
+            *harness.auth(groups=["clinicians"]).items(),
+            *(("X-Sovereign-Data-Class", label) for label in labels),
+        ]
+        with harness.client() as client:
+            response = client.post("/v1/chat/completions", json=chat(), headers=headers)
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "duplicate_data_class"
+    assert harness.backends.who_received() == []
+
+
+def test_the_policy_can_narrow_the_labels_that_satisfy_the_requirement(
+    idp: FakeIdp, clock: Clock
+) -> None:
+    routing = {**BASE_CONFIG["routing"], "required_labels": ["phi"]}
+    harness = Harness(make_config(routing=routing), idp, clock=clock)
+    assert _send(harness, ["clinicians"], "public", "tiny")[0] == 403
+    assert _send(harness, ["clinicians"], "phi", "tiny")[0] == 200
