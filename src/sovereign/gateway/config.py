@@ -259,6 +259,13 @@ class Upstream(_Model):
     max_connections: PositiveInt = 512
     max_keepalive_connections: PositiveInt = 128
     ca_bundle: Path | None = None
+    # What a backend may send: a whole (non-streamed) answer complete within
+    # response_deadline_s and at most max_response_bytes; a stream quiet for
+    # at most stream_idle_timeout_s and at most max_stream_bytes in all.
+    max_response_bytes: PositiveInt = 16 * 1024 * 1024
+    response_deadline_s: Seconds = 300.0
+    max_stream_bytes: PositiveInt = 64 * 1024 * 1024
+    stream_idle_timeout_s: Seconds = 60.0
 
 
 class PrefixCache(_Model):

@@ -13,6 +13,7 @@ service the lean pool of :mod:`sovereign.gateway.upstream_pool`, built by
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 from collections.abc import AsyncGenerator, Mapping
@@ -63,16 +64,21 @@ def build_client(config: Upstream) -> BackendPool:
     tls = None
     if config.ca_bundle is not None:
         tls = ssl.create_default_context(cafile=str(config.ca_bundle))
-    return BackendPool(
-        PoolLimits(
-            connect_timeout_s=config.connect_timeout_s,
-            read_timeout_s=config.read_timeout_s,
-            write_timeout_s=config.write_timeout_s,
-            pool_timeout_s=config.pool_timeout_s,
-            max_connections=config.max_connections,
-            max_idle=config.max_keepalive_connections,
-        ),
-        tls=tls,
+    return BackendPool(pool_limits(config), tls=tls)
+
+
+def pool_limits(config: Upstream) -> PoolLimits:
+    return PoolLimits(
+        connect_timeout_s=config.connect_timeout_s,
+        read_timeout_s=config.read_timeout_s,
+        write_timeout_s=config.write_timeout_s,
+        pool_timeout_s=config.pool_timeout_s,
+        max_connections=config.max_connections,
+        max_idle=config.max_keepalive_connections,
+        max_response_bytes=config.max_response_bytes,
+        response_deadline_s=config.response_deadline_s,
+        max_stream_bytes=config.max_stream_bytes,
+        stream_idle_timeout_s=config.stream_idle_timeout_s,
     )
 
 
@@ -99,7 +105,8 @@ def build_httpx_client(
             transport=transport,
             follow_redirects=False,
             trust_env=False,
-        )
+        ),
+        pool_limits(config),
     )
 
 
@@ -111,8 +118,11 @@ def _httpx_failure(exc: httpx.HTTPError) -> BackendTransportError:
 
 
 class _HttpxAnswer:
-    def __init__(self, response: httpx.Response) -> None:
+    """The same bounds as the pool's answers (see upstream_pool)."""
+
+    def __init__(self, response: httpx.Response, limits: PoolLimits) -> None:
         self._response = response
+        self._limits = limits
         self.status = response.status_code
 
     @property
@@ -121,16 +131,32 @@ class _HttpxAnswer:
         return value
 
     async def read(self) -> bytes:
+        limits = self._limits
+        pieces: list[bytes] = []
         try:
-            return await self._response.aread()
-        except httpx.HTTPError as exc:
-            raise _httpx_failure(exc) from exc
+            async with asyncio.timeout(limits.response_deadline_s):
+                async for piece in self._pieces(limits.max_response_bytes, "max_response_bytes"):
+                    pieces.append(piece)
+        except TimeoutError:
+            raise BackendTransportError(
+                "ReadTimeout",
+                f"no whole answer within {limits.response_deadline_s:g} s (response_deadline_s)",
+            ) from None
         finally:
             await self._response.aclose()
+        return b"".join(pieces)
 
-    async def iter_raw(self) -> AsyncGenerator[bytes, None]:
+    def iter_raw(self) -> AsyncGenerator[bytes, None]:
+        return self._pieces(self._limits.max_stream_bytes, "max_stream_bytes")
+
+    async def _pieces(self, cap: int, limit: str) -> AsyncGenerator[bytes, None]:
+        size = 0
         try:
-            async for chunk in self._response.aiter_raw():
+            # aiter_bytes: also for an answer already read whole (a MockTransport).
+            async for chunk in self._response.aiter_bytes():
+                size += len(chunk)
+                if size > cap:
+                    raise BackendTransportError("ResponseTooLarge", f"over {cap} bytes ({limit})")
                 yield chunk
         except httpx.HTTPError as exc:
             raise _httpx_failure(exc) from exc
@@ -142,13 +168,14 @@ class _HttpxAnswer:
 class HttpxUpstream:
     """An ``httpx.AsyncClient`` as an :class:`UpstreamClient`."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, limits: PoolLimits | None = None) -> None:
         self.client = client
+        self.limits = limits or PoolLimits()
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> _HttpxAnswer:
         request = self.client.build_request("POST", url, content=body, headers=headers)
         try:
-            return _HttpxAnswer(await self.client.send(request, stream=True))
+            return _HttpxAnswer(await self.client.send(request, stream=True), self.limits)
         except httpx.HTTPError as exc:
             raise _httpx_failure(exc) from exc
 
@@ -166,7 +193,14 @@ def request_headers(request_id: str, stream: bool) -> dict[str, str]:
 
 def transport_error(exc: BackendTransportError, backend: str) -> UpstreamError:
     if exc.timeout:
-        return UpstreamTimeoutError(f"model backend {backend} did not answer in time ({exc.kind})")
+        return UpstreamTimeoutError(
+            f"model backend {backend} did not answer in time ({exc.kind}: {exc.detail[:120]})"
+        )
+    if exc.kind == "ResponseTooLarge":
+        return UpstreamError(
+            f"model backend {backend} sent an answer {exc.detail}",
+            code="upstream_response_too_large",
+        )
     return UpstreamError(f"model backend {backend} failed: {exc.kind}")
 
 

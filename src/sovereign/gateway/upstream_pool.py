@@ -14,9 +14,14 @@ the 5 s uvicorn, and so vLLM, keeps an idle connection: the backend never
 closes a connection just as the gateway reuses it). A connection the backend
 closed while idle leaves the pool at once. Time-outs: ``connect_timeout_s``
 (TCP and TLS), ``write_timeout_s`` (the request flushed), ``read_timeout_s``
-(the wait for the status line, then for each piece of the body). Every
-failure is a :class:`BackendTransportError` and the connection is closed; a
-request is never sent twice.
+(the wait for the status line, then for each piece of a whole answer).
+Bounds on what a backend may send: a whole answer (:meth:`BackendResponse.read`)
+must be complete within ``response_deadline_s`` and hold at most
+``max_response_bytes``; a streamed one (:meth:`BackendResponse.iter_raw`)
+may go quiet for at most ``stream_idle_timeout_s`` and hold at most
+``max_stream_bytes``; the head at most 64 KiB. Every failure is a
+:class:`BackendTransportError` and the connection is closed; a request is
+never sent twice.
 """
 
 from __future__ import annotations
@@ -67,6 +72,10 @@ class PoolLimits:
     max_connections: int = 512  # per origin
     max_idle: int = 128  # per origin
     keepalive_expiry_s: float = 4.0
+    max_response_bytes: int = 16 * 1024 * 1024  # a whole (non-streamed) answer
+    response_deadline_s: float = 300.0  # a whole answer, from the request to the last byte
+    max_stream_bytes: int = 64 * 1024 * 1024  # a streamed answer
+    stream_idle_timeout_s: float = 60.0  # a streamed answer, between two pieces
 
 
 def _expire(waiter: asyncio.Future[None], kind: str) -> None:
@@ -427,10 +436,10 @@ class _OriginPool:
 class BackendResponse:
     """A backend's answer: status and headers read, the body still to come."""
 
-    def __init__(self, pool: _OriginPool, connection: _Connection, read_timeout: float) -> None:
+    def __init__(self, pool: _OriginPool, connection: _Connection, limits: PoolLimits) -> None:
         self._pool = pool
         self._connection: _Connection | None = connection
-        self._read_timeout = read_timeout
+        self._limits = limits
         self.status = connection.status
         self.headers = connection.headers
 
@@ -442,23 +451,51 @@ class BackendResponse:
         return None
 
     async def read(self) -> bytes:
-        """The whole body; the connection goes back to the pool."""
-        pieces = [piece async for piece in self.iter_raw()]
+        """The whole body within the deadline and the size cap; the connection
+        goes back to the pool."""
+        limits = self._limits
+        pieces = []
+        try:
+            async with asyncio.timeout(limits.response_deadline_s):
+                async for piece in self._pieces(
+                    limits.read_timeout_s, limits.max_response_bytes, "max_response_bytes"
+                ):
+                    pieces.append(piece)
+        except TimeoutError:
+            self._discard()
+            raise BackendTransportError(
+                "ReadTimeout",
+                f"no whole answer within {limits.response_deadline_s:g} s (response_deadline_s)",
+            ) from None
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
-    async def iter_raw(self) -> AsyncGenerator[bytes, None]:
-        """The body's pieces as they arrive (chunked framing removed)."""
+    def iter_raw(self) -> AsyncGenerator[bytes, None]:
+        """The body's pieces as they arrive (chunked framing removed), each
+        within the idle time-out, all within the stream's size cap."""
+        limits = self._limits
+        return self._pieces(
+            limits.stream_idle_timeout_s, limits.max_stream_bytes, "max_stream_bytes"
+        )
+
+    async def _pieces(self, wait: float, cap: int, limit: str) -> AsyncGenerator[bytes, None]:
         connection = self._connection
         if connection is None:
             return
+        size = 0
         try:
             while True:
                 if connection.chunks:
-                    yield connection.take()
+                    piece = connection.take()
+                    size += len(piece)
+                    if size > cap:
+                        raise BackendTransportError(
+                            "ResponseTooLarge", f"over {cap} bytes ({limit})"
+                        )
+                    yield piece
                 elif connection.complete:
                     break
                 else:
-                    await connection.wait(self._read_timeout)
+                    await connection.wait(wait)
         except BaseException:
             self._discard()
             raise
@@ -553,7 +590,7 @@ class BackendPool:
             connection.busy = False
             pool._drop(connection)
             raise
-        return BackendResponse(pool, connection, limits.read_timeout_s)
+        return BackendResponse(pool, connection, limits)
 
     def connections(self, url: str) -> tuple[int, int]:
         """(open, idle) connections to the origin of ``url``, for tests and metrics."""

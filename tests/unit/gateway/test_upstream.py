@@ -7,6 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
+from sovereign.gateway.upstream import HttpxUpstream
+from sovereign.gateway.upstream_pool import PoolLimits
 from tests.unit.gateway.conftest import Harness, chat
 
 
@@ -73,3 +75,21 @@ def test_the_request_id_is_generated_returned_and_forwarded(harness: Harness) ->
     assert len(ids) == 2 and "client-chosen" not in ids
     sent = [h["x-request-id"] for b in harness.backends.by_host.values() for h in b.headers]
     assert set(sent) == ids
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_over_the_size_cap_is_a_502_and_audited(harness: Harness, stream: bool) -> None:
+    # The fake backend's answers are a few hundred bytes: a 100-byte cap cuts them.
+    limits = PoolLimits(max_response_bytes=100, max_stream_bytes=100)
+    harness.gateway.upstream = HttpxUpstream(harness.upstream, limits)
+    response = _post(harness, chat(stream=stream))
+    completed = harness.audit.records[-1]
+    assert completed["event"] == "completed"
+    if stream:  # the status line was out: the stream ends with the error event
+        assert response.status_code == 200
+        assert "upstream_response_too_large" in response.text
+        assert completed["outcome"] == "upstream_failed_mid_stream"
+    else:
+        assert response.status_code == 502
+        assert response.json()["error"]["code"] == "upstream_response_too_large"
+        assert completed["status"] == 502

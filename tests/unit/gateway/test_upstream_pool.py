@@ -419,3 +419,103 @@ def test_a_backend_error_status_is_read_like_any_answer(run: Callable[[Any], Any
             await client.aclose()
 
     run(main())
+
+
+# -- bounds on what a backend may send (issue 8, points 5 and 12) --
+
+
+def test_a_whole_answer_over_the_size_cap_is_refused_and_its_connection_closed(
+    run: Callable[[Any], Any],
+) -> None:
+    async def huge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: bytes) -> None:
+        writer.write(answer(b"x" * 300_000))
+        await writer.drain()
+
+    async def main() -> None:
+        async with Backend(huge) as backend:
+            client = pool(max_response_bytes=100_000)
+            response = await client.post(backend.url, b"{}", {})
+            with pytest.raises(BackendTransportError) as caught:
+                await response.read()
+            assert caught.value.kind == "ResponseTooLarge"
+            assert "max_response_bytes" in str(caught.value)
+            assert client.connections(backend.url) == (0, 0)
+            error = transport_error(caught.value, "v1")
+            assert (error.status, error.code) == (502, "upstream_response_too_large")
+            await client.aclose()
+
+    run(main())
+
+
+def test_a_trickled_answer_ends_at_the_deadline_though_every_piece_is_in_time(
+    run: Callable[[Any], Any],
+) -> None:
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: bytes) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n")
+        for _byte in range(1000):
+            writer.write(b"x")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    async def main() -> None:
+        async with Backend(trickle) as backend:
+            client = pool(read_timeout_s=5.0, response_deadline_s=0.5)
+            response = await client.post(backend.url, b"{}", {})
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(BackendTransportError) as caught:
+                await response.read()
+            assert asyncio.get_running_loop().time() - started < 2
+            assert caught.value.timeout and "response_deadline_s" in str(caught.value)
+            assert isinstance(transport_error(caught.value, "v1"), UpstreamTimeoutError)
+            assert client.connections(backend.url) == (0, 0)
+            await client.aclose()
+
+    run(main())
+
+
+def _stream(first: bytes, pause: float, rest: bytes) -> Handler:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: bytes) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        writer.write(b"%x\r\n%s\r\n" % (len(first), first))
+        await writer.drain()
+        await asyncio.sleep(pause)
+        if rest:
+            writer.write(b"%x\r\n%s\r\n" % (len(rest), rest))
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    return handler
+
+
+def test_a_stream_that_goes_quiet_past_the_idle_timeout_fails(
+    run: Callable[[Any], Any],
+) -> None:
+    async def main() -> None:
+        async with Backend(_stream(b"data: 1\n\n", 3.0, b"data: 2\n\n")) as backend:
+            client = pool(read_timeout_s=10.0, stream_idle_timeout_s=0.3)
+            response = await client.post(backend.url, b"{}", {})
+            pieces = []
+            with pytest.raises(BackendTransportError) as caught:
+                async for piece in response.iter_raw():
+                    pieces.append(piece)
+            assert pieces == [b"data: 1\n\n"] and caught.value.kind == "ReadTimeout"
+            assert client.connections(backend.url) == (0, 0)
+            await client.aclose()
+
+    run(main())
+
+
+def test_a_stream_over_its_size_cap_fails(run: Callable[[Any], Any]) -> None:
+    async def main() -> None:
+        async with Backend(_stream(b"a" * 1000, 0.0, b"b" * 1000)) as backend:
+            client = pool(max_stream_bytes=1500)
+            response = await client.post(backend.url, b"{}", {})
+            with pytest.raises(BackendTransportError) as caught:
+                async for _ in response.iter_raw():
+                    pass
+            assert caught.value.kind == "ResponseTooLarge" and "max_stream_bytes" in str(
+                caught.value
+            )
+            await client.aclose()
+
+    run(main())
