@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept entries after the last checkpoint (a log still being written)",
     )
+    check.add_argument(
+        "--checkpoints",
+        type=Path,
+        metavar="DIR",
+        help="the writer's checkpoint mirror (audit.checkpoint_mirror): a chain gone, or cut "
+        "before the last checkpoint it holds, is found",
+    )
 
     cut = commands.add_parser("prune", help="remove segments older than their class's retention")
     cut.add_argument("directory", type=Path, metavar="DIR")
@@ -78,6 +85,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> None:
             args.path,
             load_verifier(args.public_key),
             allow_unsigned_tail=args.allow_unsigned_tail,
+            checkpoints=args.checkpoints,
         )
         out.write(f"OK: {args.path}: {report.summary()}\n")
     elif args.command == "prune":

@@ -46,14 +46,18 @@ def list_segments(chain_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.name)
 
 
+HEAD_FILE = "HEAD"  # the last entry the writer committed (sovereign.audit.log)
+
+
 def list_chains(root: Path) -> list[Path]:
-    """The chain directories under an audit directory, by name."""
+    """The chain directories under an audit directory, by name (one whose
+    segments are all gone but whose HEAD remains is still a chain)."""
     return sorted(
         p
         for p in root.iterdir()
         if p.is_dir()
         and is_data_class(p.name)
-        and (list_segments(p) or (p / RETENTION_FILE).exists())
+        and (list_segments(p) or (p / RETENTION_FILE).exists() or (p / HEAD_FILE).exists())
     )
 
 

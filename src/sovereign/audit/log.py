@@ -15,12 +15,28 @@ first unsigned one, at the end of each day's segment, after an unclean
 shutdown (``recover``) and on :meth:`AuditLog.close` (``close``).
 
 A cancelled ``append`` still writes its record (it may already be on disk).
+
+The tail: after every commit the writer notes each chain's last entry
+(sequence, hash, segment) in the chain's ``HEAD`` file (:data:`HEAD_FILE`,
+replaced atomically). When the writer starts and a chain's files end before
+the entry ``HEAD`` names (entries cut from the end, at a line boundary or
+mid-line, or a whole last segment deleted), it appends an ``audit_loss``
+record saying what it expected against what it found, before anything
+else, and signs it with the recovery checkpoint; ``sovereign audit verify``
+reports that record, and a ``HEAD`` its chain falls short of, as a loss.
+With ``mirror``, every signed checkpoint is also appended to
+``<mirror>/<chain>.jsonl`` (fsync'd): another host's directory, so that
+deleting a whole chain, or cutting it back to an earlier clean shutdown, is
+found by ``sovereign audit verify --checkpoints <mirror>``. A mirror that
+cannot be written is logged and counted (``mirror_failures``); the log goes
+on serving (the local chain is whole), see docs/audit.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import time
@@ -33,6 +49,7 @@ from sovereign.audit import record as fmt
 from sovereign.audit.errors import AuditError, AuditUsageError, AuditWriteError
 from sovereign.audit.layout import (
     DEFAULT_DATA_CLASS,
+    HEAD_FILE,
     is_data_class,
     list_chains,
     list_segments,
@@ -101,6 +118,7 @@ class _Batch:
     files: dict[Path, list[str]] = field(default_factory=dict)
     chains: dict[str, _Chain] = field(default_factory=dict)
     saved: dict[str, _Head] = field(default_factory=dict)  # heads before the batch
+    checkpoints: list[tuple[str, str]] = field(default_factory=list)  # (chain, line)
 
     def remember(self, chain: _Chain) -> None:
         """Note a chain's head before the batch changes it (first call wins)."""
@@ -123,8 +141,11 @@ class _Writer:
         checkpoint_every: int,
         checkpoint_interval_s: float,
         clock: Callable[[], float],
+        mirror: Path | None = None,
     ) -> None:
         self.root = root
+        self.mirror = mirror
+        self.mirror_failures = 0
         self.signer = signer
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval_s = checkpoint_interval_s
@@ -140,9 +161,54 @@ class _Writer:
             names = [p.name for p in list_chains(self.root)]
         except OSError as exc:
             raise AuditWriteError(f"cannot open audit directory {self.root}: {exc}") from exc
+        losses = []
         for name in names:
-            self._chain(name)
+            chain = self._chain(name)
+            loss = self._loss(chain)
+            if loss is not None:
+                losses.append((name, fmt.canonical_json(loss)))
+        if losses:
+            # Recorded before anything else, and signed by the recovery checkpoint.
+            self.write(losses)
         self.checkpoint_all(fmt.REASON_RECOVER)
+
+    def _loss(self, chain: _Chain) -> dict[str, object] | None:
+        """What the chain's HEAD file says was written and its files no longer hold."""
+        try:
+            noted = json.loads((chain.directory / HEAD_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise AuditWriteError(
+                f"cannot read {chain.directory / HEAD_FILE}: {exc}; it names the last entry "
+                "written: check the chain with sovereign audit verify before removing it"
+            ) from exc
+        expected_seq, expected_hash = noted.get("seq"), noted.get("hash")
+        if not isinstance(expected_seq, int) or not isinstance(expected_hash, str):
+            raise AuditWriteError(f"{chain.directory / HEAD_FILE} is not a head record")
+        found_seq = chain.seq - 1
+        if found_seq > expected_seq:
+            return None  # the files are ahead of a HEAD not yet on disk at a crash
+        if found_seq == expected_seq and chain.head == expected_hash:
+            return None
+        _log.error(
+            "audit chain %s ends at seq %d but entries up to seq %d were written: "
+            "they were cut off; recording the loss",
+            chain.name,
+            found_seq,
+            expected_seq,
+        )
+        return {
+            "schema": "sovereign.audit/v1",
+            "event": fmt.LOSS_EVENT,
+            "data_class": chain.name,
+            "expected": {
+                "seq": expected_seq,
+                "hash": expected_hash,
+                "segment": noted.get("segment"),
+            },
+            "found": {"seq": found_seq, "hash": chain.head},
+        }
 
     def close(self) -> None:
         try:
@@ -235,6 +301,7 @@ class _Writer:
         entry["sig"] = self.signer.sign(fmt.signed_text(entry))
         digest, line = fmt.seal(entry)
         self._advance(chain, batch, line, digest, reason)
+        batch.checkpoints.append((chain.name, line))
 
     def _advance(
         self, chain: _Chain, batch: _Batch, line: str, digest: str, reason: str | None
@@ -266,6 +333,52 @@ class _Writer:
             self._undo(batch, written)
             reason = exc.strerror or str(exc)
             raise AuditWriteError(f"cannot write audit log {path}: {reason}") from exc
+        for chain in batch.chains.values():
+            self._note_head(chain, durable=bool(batch.checkpoints))
+        if batch.checkpoints and self.mirror is not None:
+            self._mirror(batch.checkpoints)
+
+    def _note_head(self, chain: _Chain, durable: bool) -> None:
+        """Replace the chain's HEAD file with its last entry (fsync'd at checkpoints)."""
+        assert chain.day is not None
+        head = {
+            "chain": chain.name,
+            "seq": chain.seq - 1,
+            "hash": chain.head,
+            "segment": segment_name(chain.day),
+        }
+        path = chain.directory / HEAD_FILE
+        temporary = path.with_name(HEAD_FILE + ".new")
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+            try:
+                write_all(fd, (json.dumps(head, sort_keys=True) + "\n").encode("ascii"))
+                if durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, path)
+        except OSError as exc:  # the entries are on disk; only the tail check is weaker
+            _log.error("cannot note the head of audit chain %s in %s: %s", chain.name, path, exc)
+
+    def _mirror(self, checkpoints: list[tuple[str, str]]) -> None:
+        """Append the batch's signed checkpoints to the mirror directory, fsync'd."""
+        assert self.mirror is not None
+        lines: dict[str, list[str]] = {}
+        for name, line in checkpoints:
+            lines.setdefault(name, []).append(line)
+        for name, chain_lines in lines.items():
+            path = self.mirror / f"{name}.jsonl"
+            try:
+                fd = open_append(path)
+                try:
+                    write_all(fd, ("\n".join(chain_lines) + "\n").encode("utf-8"))
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                self.mirror_failures += 1
+                _log.error("cannot copy audit checkpoints of %s to %s: %s", name, path, exc)
 
     def _undo(self, batch: _Batch, written: list[tuple[Path, int]]) -> None:
         """Cut a failed batch off its files and forget it; reload what cannot be cut."""
@@ -375,13 +488,15 @@ class AuditLog:
         retention_days: Mapping[str, int] | None = None,
         default_retention_days: int = 3650,
         clock: Callable[[], float] = time.time,
+        mirror: Path | None = None,
     ) -> AuditLog:
         """Open (or create) an audit directory and start its writer.
 
         ``signing_key`` is a PEM P-256 private key; without one no checkpoint is
         written and the log only proves its own consistency. ``retention_days``
         maps data classes to days kept (:meth:`prune`); ``clock`` gives the UNIX
-        time that stamps entries and picks segments (tests move it).
+        time that stamps entries and picks segments (tests move it); ``mirror`` a
+        directory (another host's) that receives a copy of every signed checkpoint.
         Raises AuditUsageError for bad settings or key, AuditWriteError when the
         directory cannot be used.
         """
@@ -392,11 +507,25 @@ class AuditLog:
         days = dict(retention_days or {})
         check_retention(days, default_retention_days)
         signer = load_signer(signing_key) if signing_key is not None else None
-        writer = _Writer(directory, signer, checkpoint_every, checkpoint_interval_s, clock)
+        if mirror is not None and signer is None:
+            raise AuditUsageError("a checkpoint mirror needs a signing key (it copies checkpoints)")
+        if mirror is not None:
+            try:
+                make_directory(mirror)
+            except OSError as exc:
+                raise AuditWriteError(f"cannot open checkpoint mirror {mirror}: {exc}") from exc
+        writer = _Writer(
+            directory, signer, checkpoint_every, checkpoint_interval_s, clock, mirror=mirror
+        )
         await asyncio.to_thread(writer.start)
         log = cls(writer, days, default_retention_days)
         log._task = asyncio.create_task(log._run(), name=f"audit writer {directory}")
         return log
+
+    @property
+    def mirror_failures(self) -> int:
+        """Checkpoint copies to the mirror that failed since the log opened."""
+        return self._writer.mirror_failures
 
     @property
     def healthy(self) -> bool:

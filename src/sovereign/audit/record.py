@@ -43,6 +43,8 @@ REASON_INTERVAL = "interval"
 REASON_ROLLOVER = "rollover"
 REASON_RECOVER = "recover"
 REASON_CLOSE = "close"
+# The record a writer adds when it starts on a chain cut short (sovereign.audit.log).
+LOSS_EVENT = "audit_loss"
 
 _REQUIRED = {"v": int, "type": str, "chain": str, "seq": int, "prev": str, "time": str, "hash": str}
 

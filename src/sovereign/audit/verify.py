@@ -20,11 +20,20 @@ What is detected, given the public key:
   ``allow_unsigned_tail`` its end is not checked, and entries after the last
   checkpoint could be changed or cut off undetected.
 
-What cannot be detected from the files alone: the removal of a whole chain
-(data class directory); cutting a chain back to an earlier closing checkpoint;
-changes made by someone holding the signing key. Copy checkpoint hashes off
-the host (e.g. to the SIEM) to close those gaps. Verifying a single segment file
-checks it in isolation (not its links to the segments around it).
+- entries cut from the end (at a line boundary, mid-line, or a whole last
+  segment): while the chain's ``HEAD`` file still names the lost last entry,
+  ``cut off``; once a writer restarted on the shortened chain, the
+  ``audit_loss`` record it wrote (what it expected, what it found): ``lost``.
+  Either way the loss stays reported: it is not repaired;
+- with ``checkpoints`` (the writer's checkpoint mirror on another host): a
+  chain whose directory is gone, or that ends before (or differs at) the last
+  checkpoint the mirror holds, so also a cut back to an earlier clean
+  shutdown: ``missing`` / ``cut off``.
+
+What cannot be detected: cutting a chain and its HEAD back together when no
+mirror is checked, and changes made by someone holding the signing key.
+Verifying a single segment file checks it in isolation (not its links to the
+segments around it).
 """
 
 from __future__ import annotations
@@ -38,7 +47,13 @@ from typing import Any
 
 from sovereign.audit import record as fmt
 from sovereign.audit.errors import AuditUsageError, AuditVerifyError, ChainBrokenError
-from sovereign.audit.layout import RETENTION_FILE, list_chains, list_segments, segment_day
+from sovereign.audit.layout import (
+    HEAD_FILE,
+    RETENTION_FILE,
+    list_chains,
+    list_segments,
+    segment_day,
+)
 from sovereign.audit.signing import Verifier
 
 KIND_MODIFIED = "modified"
@@ -48,6 +63,8 @@ KIND_INSERTED = "inserted"
 KIND_BAD_SIGNATURE = "bad checkpoint signature"
 KIND_BAD_RETENTION = "bad retention signature"
 KIND_UNSIGNED_TAIL = "unsigned tail"
+KIND_CUT = "cut off"
+KIND_LOST = "lost"
 
 # How far ahead to look for an entry that is missing where it should be, to
 # tell a reordering from a deletion.
@@ -105,12 +122,20 @@ class _Item:
         return seq if isinstance(seq, int) else None
 
 
-def verify(path: Path, key: Verifier, *, allow_unsigned_tail: bool = False) -> VerifyReport:
-    """Verify an audit directory, one chain directory, or one segment file.
+def verify(
+    path: Path,
+    key: Verifier,
+    *,
+    allow_unsigned_tail: bool = False,
+    checkpoints: Path | None = None,
+) -> VerifyReport:
+    """Verify an audit directory, one chain directory, or one segment file;
+    with ``checkpoints``, also against the writer's checkpoint mirror.
 
     Raises ChainBrokenError at the first broken entry, AuditVerifyError when
     there is nothing to verify, AuditUsageError when ``path`` does not exist.
     """
+    mirrored = _mirrored(checkpoints, key) if checkpoints is not None else {}
     if path.is_file():
         first = _first_chain_name(path)
         return VerifyReport((_Chain(first, [path], key, single=True).run(allow_unsigned_tail),))
@@ -120,17 +145,87 @@ def verify(path: Path, key: Verifier, *, allow_unsigned_tail: bool = False) -> V
         chain_dirs = [path] if list_segments(path) else list_chains(path)
     except OSError as exc:
         raise AuditUsageError(f"cannot read {path}: {exc.strerror}") from exc
-    if not chain_dirs:
+    if not chain_dirs and not mirrored:
         raise AuditVerifyError(f"no audit segments under {path}")
     reports = []
     for chain_dir in chain_dirs:
         segments = list_segments(chain_dir)
+        head = _head(chain_dir)
+        if not segments and head is not None:
+            raise ChainBrokenError(
+                chain_dir / HEAD_FILE,
+                1,
+                head[0],
+                KIND_CUT,
+                f"every segment is gone: entries up to seq {head[0]} were written",
+            )
         if not segments:
             raise AuditVerifyError(f"{chain_dir} holds a retention file but no segments")
         chain = _Chain(chain_dir.name, segments, key, single=False)
         chain.load_retention(chain_dir / RETENTION_FILE)
-        reports.append(chain.run(allow_unsigned_tail))
+        chain.expect = mirrored.pop(chain_dir.name, None)
+        chain.wanted = {noted[0] for noted in (head, chain.expect) if noted is not None}
+        report = chain.run(allow_unsigned_tail)
+        if head is not None and (head[0] > report.last_seq or head[0] < report.first_seq):
+            raise ChainBrokenError(
+                chain_dir / HEAD_FILE,
+                1,
+                head[0],
+                KIND_CUT,
+                f"the chain ends at seq {report.last_seq}, but entries up to seq {head[0]} "
+                f"were written (in {head[2]}): they were cut off",
+            )
+        if head is not None and chain.hashes.get(head[0], head[1]) != head[1]:
+            raise ChainBrokenError(
+                chain_dir / HEAD_FILE,
+                1,
+                head[0],
+                KIND_MODIFIED,
+                f"seq {head[0]} is not the entry that was written there",
+            )
+        reports.append(report)
+    for name, (seq, _) in sorted(mirrored.items()):
+        raise ChainBrokenError(
+            checkpoints / f"{name}.jsonl" if checkpoints else path,
+            1,
+            seq,
+            KIND_MISSING,
+            f"chain {name!r} is gone from {path}: the mirror holds its checkpoints up to seq {seq}",
+        )
     return VerifyReport(tuple(reports))
+
+
+def _head(chain_dir: Path) -> tuple[int, str, str] | None:
+    """(seq, hash, segment) of the chain's HEAD file, if it has one."""
+    try:
+        noted = json.loads((chain_dir / HEAD_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ChainBrokenError(chain_dir / HEAD_FILE, 1, None, KIND_MODIFIED, str(exc)) from exc
+    seq, digest = noted.get("seq"), noted.get("hash")
+    if not isinstance(seq, int) or not isinstance(digest, str):
+        raise ChainBrokenError(chain_dir / HEAD_FILE, 1, None, KIND_MODIFIED, "not a head record")
+    return seq, digest, str(noted.get("segment"))
+
+
+def _mirrored(directory: Path, key: Verifier) -> dict[str, tuple[int, str]]:
+    """Chain -> (seq, hash) of the last checkpoint the mirror holds, each signature checked."""
+    if not directory.is_dir():
+        raise AuditUsageError(f"{directory} (the checkpoint mirror) is not a directory")
+    last: dict[str, tuple[int, str]] = {}
+    for path in sorted(directory.glob("*.jsonl")):
+        name = path.stem
+        for item in _read(path):
+            if item.entry is None:
+                raise ChainBrokenError(path, item.line, None, KIND_MODIFIED, str(item.error))
+            problem = _signature_problem(item.entry, key, name)
+            if problem or item.entry["type"] != fmt.CHECKPOINT:
+                raise ChainBrokenError(
+                    path, item.line, item.seq, KIND_BAD_SIGNATURE, problem or "not a checkpoint"
+                )
+            last[name] = (item.entry["seq"], item.entry["hash"])
+    return last
 
 
 def _first_chain_name(path: Path) -> str:
@@ -189,6 +284,9 @@ class _Chain:
         self.key = key
         self.single = single
         self.starts: set[tuple[int, str]] = set()  # signed by retention statements
+        self.expect: tuple[int, str] | None = None  # (seq, hash) the mirror holds
+        self.wanted: set[int] = set()  # seqs whose hashes are checked afterwards
+        self.hashes: dict[int, str] = {}  # their hashes
 
     def load_retention(self, path: Path) -> None:
         if not path.exists():
@@ -234,11 +332,29 @@ class _Chain:
             elif entry["type"] == fmt.RECORD:
                 records += 1
                 first_unsigned = first_unsigned or item
+                loss = entry.get("record")
+                if isinstance(loss, dict) and loss.get("event") == fmt.LOSS_EVENT:
+                    raise self._broken(item, KIND_LOST, _loss_text(loss))
             else:
                 raise self._broken(item, KIND_INSERTED, f"unknown entry type {entry['type']!r}")
+            if entry["seq"] in self.wanted:
+                self.hashes[entry["seq"]] = entry["hash"]
             last = item
         if first is None or last is None or last.entry is None:
             raise AuditVerifyError(f"chain {self.name} has no entries")
+        if self.expect is not None:
+            seq, digest = self.expect
+            if seq > (last.seq or 0):
+                raise self._broken(
+                    last,
+                    KIND_CUT,
+                    f"the chain ends at seq {last.seq}, but the checkpoint mirror holds a "
+                    f"checkpoint at seq {seq}: the entries after this one were cut off",
+                )
+            if seq >= (first.seq or 0) and self.hashes.get(seq) != digest:
+                raise self._broken(
+                    last, KIND_MODIFIED, f"seq {seq} is not the checkpoint the mirror holds"
+                )
         if not allow_unsigned_tail:
             self._check_tail(last, first_unsigned)
         return ChainReport(
@@ -334,6 +450,17 @@ class _Chain:
                 "still running or died, or entries after it were cut off "
                 "(--allow-unsigned-tail accepts a live log)",
             )
+
+
+def _loss_text(loss: dict[str, Any]) -> str:
+    expected, found = loss.get("expected"), loss.get("found")
+    if not isinstance(expected, dict) or not isinstance(found, dict):
+        return "the writer recorded a loss of entries"
+    return (
+        f"entries {found.get('seq', -1) + 1} to {expected.get('seq')} were cut off the end of "
+        f"the chain (the last written was in {expected.get('segment')}); the writer found "
+        f"the chain ending at seq {found.get('seq')} when it restarted"
+    )
 
 
 def _where(item: _Item) -> str:

@@ -248,6 +248,10 @@ class Audit(_Model):
     default_retention_days: PositiveInt = 3650
     # Data classes whose records keep the full prompt and response text.
     full_text_data_classes: list[str] = Field(default_factory=list)
+    # Another host's directory (a mount) that receives a copy of every signed
+    # checkpoint: a chain deleted whole, or cut back to a clean shutdown, is
+    # then found by `sovereign audit verify --checkpoints`. Needs signing_key.
+    checkpoint_mirror: Path | None = None
 
 
 class Upstream(_Model):

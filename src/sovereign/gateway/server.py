@@ -110,6 +110,7 @@ async def open_gateway(
                 checkpoint_interval_s=audit_config.checkpoint_interval_s,
                 retention_days=audit_config.retention_days,
                 default_retention_days=audit_config.default_retention_days,
+                mirror=audit_config.checkpoint_mirror,
             )
         except AuditError as exc:
             raise StartupError(f"cannot open the audit log: {exc}") from exc

@@ -11,6 +11,7 @@ import pytest
 
 from sovereign.audit import record as fmt
 from sovereign.audit.errors import AuditKeyError, AuditUsageError, AuditWriteError
+from sovereign.audit.layout import list_segments
 from sovereign.audit.log import AuditLog
 from sovereign.audit.signing import load_verifier
 from sovereign.audit.verify import verify
@@ -91,7 +92,7 @@ def test_a_new_day_starts_a_segment_linked_to_the_last(tmp_path: Path, keys: Key
         await log.close()
 
     asyncio.run(main())
-    first, second = sorted((tmp_path / "internal").iterdir())
+    first, second = list_segments(tmp_path / "internal")
     assert (first.name, second.name) == ("2025-03-14.jsonl", "2025-03-15.jsonl")
     old, new = read_lines(first), read_lines(second)
     assert old[-1]["reason"] == "rollover"

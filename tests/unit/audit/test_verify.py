@@ -10,6 +10,7 @@ import pytest
 
 from sovereign.audit import record as fmt
 from sovereign.audit.errors import AuditUsageError, AuditVerifyError, ChainBrokenError
+from sovereign.audit.layout import list_segments
 from sovereign.audit.log import AuditLog
 from sovereign.audit.signing import load_signer, load_verifier
 from sovereign.audit.verify import (
@@ -222,7 +223,7 @@ def test_a_deleted_segment_in_the_middle_is_found(tmp_path: Path, keys: KeyPair)
         await log.close()
 
     asyncio.run(main())
-    first, middle, last = sorted((tmp_path / "internal").iterdir())
+    first, middle, last = list_segments(tmp_path / "internal")
     assert verify(middle, load_verifier(keys.public)).records == 1  # a day on its own
     middle.unlink()
     error = broken(tmp_path, keys)
