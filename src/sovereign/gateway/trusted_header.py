@@ -84,8 +84,12 @@ def _one(headers: Headers, name: str) -> str | None:
     return values[0].strip() if values else None
 
 
+_IDENTITY_RAW = frozenset(name.encode("ascii") for name in IDENTITY_HEADERS)
+
+
 def asserts_identity(headers: Headers) -> bool:
-    return any(name in headers for name in IDENTITY_HEADERS)
+    """Whether any identity header was sent (one pass over the raw headers)."""
+    return any(name in _IDENTITY_RAW for name, _ in headers.raw)
 
 
 def principal_from_headers(headers: Headers) -> Principal | None:

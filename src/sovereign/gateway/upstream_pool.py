@@ -454,19 +454,15 @@ class BackendResponse:
         """The whole body within the deadline and the size cap; the connection
         goes back to the pool."""
         limits = self._limits
-        pieces = []
-        try:
-            async with asyncio.timeout(limits.response_deadline_s):
-                async for piece in self._pieces(
-                    limits.read_timeout_s, limits.max_response_bytes, "max_response_bytes"
-                ):
-                    pieces.append(piece)
-        except TimeoutError:
-            self._discard()
-            raise BackendTransportError(
-                "ReadTimeout",
-                f"no whole answer within {limits.response_deadline_s:g} s (response_deadline_s)",
-            ) from None
+        pieces = [
+            piece
+            async for piece in self._pieces(
+                limits.read_timeout_s,
+                limits.max_response_bytes,
+                "max_response_bytes",
+                limits.response_deadline_s,
+            )
+        ]
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def iter_raw(self) -> AsyncGenerator[bytes, None]:
@@ -477,11 +473,18 @@ class BackendResponse:
             limits.stream_idle_timeout_s, limits.max_stream_bytes, "max_stream_bytes"
         )
 
-    async def _pieces(self, wait: float, cap: int, limit: str) -> AsyncGenerator[bytes, None]:
+    async def _pieces(
+        self, wait: float, cap: int, limit: str, deadline_s: float | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        """The body's pieces; each wait at most ``wait`` seconds and, with a
+        deadline, no later than ``deadline_s`` after the start (one timer per
+        wait, as before: no extra timer object for the deadline)."""
         connection = self._connection
         if connection is None:
             return
         size = 0
+        loop = connection.loop
+        deadline = loop.time() + deadline_s if deadline_s is not None else None
         try:
             while True:
                 if connection.chunks:
@@ -494,8 +497,21 @@ class BackendResponse:
                     yield piece
                 elif connection.complete:
                     break
-                else:
+                elif deadline is None:
                     await connection.wait(wait)
+                else:
+                    left = deadline - loop.time()
+                    try:
+                        if left <= 0:
+                            raise BackendTransportError("ReadTimeout")
+                        await connection.wait(min(wait, left))
+                    except BackendTransportError as exc:
+                        if not exc.timeout or left > wait:
+                            raise
+                        raise BackendTransportError(
+                            "ReadTimeout",
+                            f"no whole answer within {deadline_s:g} s (response_deadline_s)",
+                        ) from None
         except BaseException:
             self._discard()
             raise
