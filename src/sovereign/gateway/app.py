@@ -705,35 +705,30 @@ class Gateway:
             )
 
 
-def _proxy_secret(path: Path | None) -> bytes | None:
-    if path is None:
-        return None
+def _read_secret(path: Path, setting: str) -> bytes:
+    """A secret of at least 32 bytes from the file a setting names."""
     try:
         secret = path.read_bytes().strip()
     except OSError as exc:
-        raise ConfigError(
-            f"identity.trusted_header.shared_secret_file: cannot read {str(path)!r}: {exc.strerror}"
-        ) from exc
+        raise ConfigError(f"{setting}: cannot read {str(path)!r}: {exc.strerror}") from exc
     if len(secret) < 32:
-        raise ConfigError(
-            f"identity.trusted_header.shared_secret_file: {str(path)!r} holds under 32 bytes"
-        )
+        raise ConfigError(f"{setting}: {str(path)!r} holds under 32 bytes")
     return secret
+
+
+def _proxy_secret(path: Path | None) -> bytes | None:
+    return (
+        None if path is None else _read_secret(path, "identity.trusted_header.shared_secret_file")
+    )
 
 
 def _salt_key(config: GatewayConfig) -> bytes:
     path = config.prefix_cache.salt_key_file
-    if path is None:
-        return secrets.token_bytes(32)
-    try:
-        key = path.read_bytes().strip()
-    except OSError as exc:
-        raise ConfigError(
-            f"prefix_cache.salt_key_file: cannot read {str(path)!r}: {exc.strerror}"
-        ) from exc
-    if len(key) < 32:
-        raise ConfigError(f"prefix_cache.salt_key_file: {str(path)!r} holds under 32 bytes")
-    return key
+    return (
+        secrets.token_bytes(32)
+        if path is None
+        else _read_secret(path, "prefix_cache.salt_key_file")
+    )
 
 
 def _used_tokens(usage: dict[str, Any] | None) -> int | None:

@@ -21,6 +21,7 @@ from sovereign.gateway.app import Gateway, create_app
 from sovereign.gateway.config import Listen
 from sovereign.gateway.server import uvicorn_config
 from sovereign.gateway.upstream import build_client
+from tests.support import uvicorn_thread
 from tests.support.redis_server import free_port
 from tests.unit.gateway.conftest import BASE_CONFIG, FakeIdp, Harness, chat, make_config
 from tests.unit.gateway.fakes import FakeAuditLog, FakeQuotaStore
@@ -62,29 +63,14 @@ class Generator:
         return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
 
 
-def _serve(config: uvicorn.Config) -> tuple[uvicorn.Server, threading.Thread]:
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    return server, thread
-
-
 @pytest.fixture
 def generator() -> Iterator[tuple[Generator, str]]:
     backend = Generator()
     port = free_port()
-    server, thread = _serve(
+    with uvicorn_thread.serving(
         uvicorn.Config(backend.app(), host="127.0.0.1", port=port, log_config=None)
-    )
-    try:
+    ):
         yield backend, f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_a_client_leaving_a_stream_stops_the_backend_and_is_charged_what_was_made(
@@ -109,8 +95,7 @@ def test_a_client_leaving_a_stream_stops_the_backend_and_is_charged_what_was_mad
         upstream=build_client(config.upstream),
         verifier=harness.verifier,
     )
-    server, thread = _serve(uvicorn_config(create_app(gateway), config))
-    try:
+    with uvicorn_thread.serving(uvicorn_config(create_app(gateway), config)):
         with (
             httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
             client.stream(
@@ -141,6 +126,3 @@ def test_a_client_leaving_a_stream_stops_the_backend_and_is_charged_what_was_mad
             "include_usage": True,
             "continuous_usage_stats": True,
         }
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

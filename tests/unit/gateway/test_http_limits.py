@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 
 from sovereign.gateway.config import Http, Listen
 from sovereign.gateway.server import uvicorn_config
+from tests.support import uvicorn_thread
 from tests.support.redis_server import free_port
 from tests.unit.gateway.conftest import Clock, FakeIdp, Harness, chat, make_config
 
@@ -27,18 +26,8 @@ def server(idp: FakeIdp, clock: Clock) -> Iterator[tuple[Harness, int]]:
         update={"listen": Listen(host="127.0.0.1", port=port), "http": LIMITS}
     )
     harness = Harness(config, idp, clock=clock)
-    running = uvicorn.Server(uvicorn_config(harness.app, config))
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not running.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
+    with uvicorn_thread.serving(uvicorn_config(harness.app, config)):
         yield harness, port
-    finally:
-        running.should_exit = True
-        thread.join(timeout=10)
 
 
 def _connect(port: int) -> socket.socket:

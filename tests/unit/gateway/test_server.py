@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from sovereign.gateway.app import Gateway, create_app
 from sovereign.gateway.server import reload_config
+from tests.support import uvicorn_thread
 from tests.support.redis_server import free_port
 from tests.unit.gateway.conftest import BASE_CONFIG, FakeIdp, Harness, chat, make_config
 from tests.unit.gateway.fakes import FakeAuditLog, FakeQuotaStore
@@ -50,7 +51,7 @@ def _backend(gate: Gate) -> Starlette:
 
 def _run(app: Starlette) -> tuple[uvicorn.Server, threading.Thread, str]:
     port = free_port()
-    server = uvicorn.Server(
+    server, thread = uvicorn_thread.start(
         uvicorn.Config(
             app,
             host="127.0.0.1",
@@ -61,12 +62,6 @@ def _run(app: Starlette) -> tuple[uvicorn.Server, threading.Thread, str]:
             proxy_headers=False,
         )
     )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
     return server, thread, f"http://127.0.0.1:{port}"
 
 
