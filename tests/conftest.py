@@ -65,3 +65,24 @@ def pytest_make_collect_report(
 ) -> Generator[None, pluggy.Result[pytest.CollectReport], None]:
     outcome = yield
     _ci_failure(outcome.get_result())
+
+
+_SCENARIO_TIMES: list[tuple[str, float, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Keep each molecule scenario's time (create to destroy) for the summary."""
+    if report.when == "call" and "molecule" in report.keywords:
+        name = report.nodeid.split("[", 1)[-1].rstrip("]")
+        _SCENARIO_TIMES.append((name, report.duration, report.outcome))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """`make test` ends with each scenario's time, then pytest's summary line."""
+    if not _SCENARIO_TIMES:
+        return
+    terminalreporter.section("molecule scenario times")
+    for name, seconds, outcome in _SCENARIO_TIMES:
+        terminalreporter.write_line(f"{seconds:7.0f} s  {name}  ({outcome})")
+    total = sum(seconds for _, seconds, _ in _SCENARIO_TIMES)
+    terminalreporter.write_line(f"{total:7.0f} s  all scenarios")
