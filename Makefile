@@ -53,11 +53,11 @@ test: bootstrap test-packages lint ## Everything: lint, unit tests, every molecu
 	pytest
 
 lab: bootstrap wheelhouse ## Bring the whole platform up in local containers
-	ansible-playbook playbooks/lab_up.yml
-	ansible-playbook playbooks/lab_model.yml
+	ansible-playbook playbooks/lab/up.yml
+	ansible-playbook playbooks/lab/model.yml
 	ansible-playbook -i $(LAB_INVENTORY) site.yml
-	ansible-playbook playbooks/lab_summary.yml
+	ansible-playbook playbooks/lab/summary.yml
 	@cat .lab/summary.txt
 
 lab-down: venv ## Remove the lab containers and network
-	ansible-playbook playbooks/lab_down.yml
+	ansible-playbook playbooks/lab/down.yml

@@ -7,10 +7,12 @@ names it, before any host is contacted.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -31,17 +33,32 @@ VAULT = [
 ]
 
 
+def offline_bundle(directory: Path) -> Path:
+    """What the example inventory names in its offline bundle
+    (group_vars/all/bundle.yml): the signed model the catalog publishes and
+    the CUDA runtime release's wheel table."""
+    (directory / "models/llama-3.3-70b-instruct").mkdir(parents=True)
+    (directory / "runtimes").mkdir()
+    (directory / "runtimes/vllm-0.32.0-cu128.txt").write_text("vllm==0.32.0 --hash=sha256:00\n")
+    return directory
+
+
 def run_validate(
     inventory: Path,
     vault: bool = True,
     extra: tuple[str, ...] = (),
     playbook: str = "playbooks/validate.yml",
+    bundle: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), NO_COLOR="1")
     env.pop("ANSIBLE_ROLES_PATH", None)
+    env.pop("SOVEREIGN_LAB_STATE_DIR", None)
     secrets = VAULT if vault else []
+    if bundle is None:
+        bundle = offline_bundle(Path(tempfile.mkdtemp(prefix="bundle-")))
+    where = ("-e", f"sovereign_bundle_root={bundle}")
     return subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), *secrets, *extra, str(ROOT / playbook)],
+        ["ansible-playbook", "-i", str(inventory), *secrets, *where, *extra, str(ROOT / playbook)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -72,10 +89,12 @@ def write_group_vars(inventory: Path, name: str, variables: dict[str, object]) -
 
 
 def lab_state(directory: Path) -> Path:
-    """What playbooks/lab_model.yml leaves on the controller: key and digest."""
-    (directory / "models").mkdir(parents=True)
-    (directory / "models/tiny.digest").write_text("sha256:" + "0" * 64 + "\n")
-    shutil.copy(ROOT / "inventories/example/files/model-signing.pub", directory)
+    """What playbooks/lab/model.yml leaves on the controller: the signed
+    model, its key and the digests of the lab's two releases."""
+    (directory / "models/tiny").mkdir(parents=True)
+    (directory / "models/tiny-good.digest").write_text("sha256:" + "0" * 64 + "\n")
+    (directory / "models/tiny-good2.digest").write_text("sha256:" + "1" * 64 + "\n")
+    shutil.copy(ROOT / "files/keys/example-custodians.pub", directory / "model-signing.pub")
     return directory
 
 
@@ -106,20 +125,47 @@ def test_the_lab_inventory_without_its_model_says_what_to_run(tmp_path: Path) ->
         ROOT / "inventories/lab", extra=("-e", f"sovereign_lab_state_dir={empty}")
     )
     assert result.returncode != 0
-    assert "sovereign_serving.deployments[0].digest: 'missing: run playbooks/lab_model.yml" in (
+    assert "sovereign_releases.models.tiny-good.digest: 'missing: run playbooks/lab/model.yml" in (
         result.stdout
     )
 
 
-def test_a_tag_in_the_serving_manifest_fails_naming_the_key(example: Path) -> None:
+def test_an_unknown_release_in_the_serving_manifest_fails_naming_the_key(example: Path) -> None:
     path = example / "group_vars/gpu_h100/serving.yml"
     manifest = yaml.safe_load(path.read_text(encoding="utf-8"))
-    manifest["sovereign_serving"]["deployments"][0]["digest"] = "latest"
+    manifest["sovereign_serving"]["deployments"][0]["release"] = "llama-latest"
     path.write_text(yaml.safe_dump(manifest), encoding="utf-8")
     result = run_validate(example)
     assert result.returncode != 0
-    assert "sovereign_serving.deployments[0].digest: 'latest' is not a manifest digest" in (
+    assert "sovereign_serving.deployments[0].release: 'llama-latest' is not a model release" in (
         result.stdout
+    )
+
+
+def test_a_tag_in_the_release_table_fails_naming_the_release(tmp_path: Path) -> None:
+    text = (ROOT / "group_vars/all/releases.yml").read_text(encoding="utf-8")
+    table = yaml.safe_load(text)
+    table["sovereign_releases"]["models"]["llama-3.3-70b-instruct-2026-10"]["digest"] = "latest"
+    changed = tmp_path / "releases.json"
+    changed.write_text(json.dumps(table), encoding="utf-8")
+    result = run_validate(ROOT / "inventories/example", extra=("-e", f"@{changed}"))
+    assert result.returncode != 0
+    assert (
+        "sovereign_releases.models.llama-3.3-70b-instruct-2026-10.digest: 'latest' is not a "
+        "manifest digest" in result.stdout
+    )
+
+
+def test_files_the_inventory_names_must_exist_on_the_controller(tmp_path: Path) -> None:
+    result = run_validate(ROOT / "inventories/example", bundle=tmp_path / "no-bundle")
+    assert result.returncode != 0
+    assert (
+        f"sovereign_releases.runtimes.vllm-0.32.0-cu128.requirements: {tmp_path}/no-bundle/"
+        "runtimes/vllm-0.32.0-cu128.txt does not exist on the controller" in result.stdout
+    )
+    assert (
+        f"sovereign_model_catalog[0].path: {tmp_path}/no-bundle/models/llama-3.3-70b-instruct "
+        "is not a directory on the controller" in result.stdout
     )
 
 

@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sovereign.gateway import audit_records
 from sovereign.gateway.admission import CHAT, COMPLETIONS, EMBEDDINGS, Admitted, Admitter
-from sovereign.gateway.config import UNCLASSIFIED, GatewayConfig
+from sovereign.gateway.config import UNCLASSIFIED, GatewayConfig, needs_restart
 from sovereign.gateway.dependencies import AuditSink, QuotaBackend
 from sovereign.gateway.errors import (
     AuthenticationError,
@@ -117,6 +117,8 @@ class Exchange:
     target: Target | None = None
     admitted: Admitted | None = None
     reservation: Reservation | None = None
+    # The backend URL while a request to it is open (counted in in_flight).
+    backend: str | None = None
     upstream_s: float = 0.0
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -159,15 +161,15 @@ class Gateway:
         self._summaries: asyncio.Task[None] | None = None
         self._salt_key = _salt_key(config)
         self._salts: dict[str, str] = {}  # tenant -> salt, at most _SALT_CACHE_SIZE
+        # Backend URL -> requests open to it now: a drain waits for 0.
+        self.in_flight: dict[str, int] = {}
+        self.metrics.watch_backends(self._backend_states)
 
     def reload(self, config: GatewayConfig) -> None:
         """Take a new routing, admission, quota and canary policy; in-flight requests
         finish under the old one. Identity, listeners, Redis and audit need a restart."""
-        old = self.policy.config
-        restart_only = ("identity", "listen", "tls", "metrics_listen", "redis_url", "audit")
-        for key in (*restart_only, "preauth", "http", "prefix_cache"):
-            if getattr(old, key) != getattr(config, key):
-                log.warning("configuration key %r changed: it takes effect on restart", key)
+        for key in needs_restart(self.policy.config, config):
+            log.warning("configuration key %r changed: it takes effect on restart", key)
         self.policy = Policy(config)
         self.access_log = config.logging.access_log
 
@@ -298,6 +300,8 @@ class Gateway:
             self._finish(exchange, refusal.status, refusal.code)
             return error_response(refusal, exchange.request_id)
         payload = self._payload(raw, body, admitted, exchange)
+        exchange.backend = target.url
+        self.in_flight[target.url] = self.in_flight.get(target.url, 0) + 1
         url = target.url.rstrip("/") + PATHS[endpoint]
         headers = request_headers(exchange.request_id, admitted.stream)
         if admitted.stream:
@@ -674,7 +678,27 @@ class Gateway:
                 await self._summaries
         await self._write_summary()
 
+    def _backend_states(self) -> tuple[dict[str, int], frozenset[str]]:
+        """Open requests per backend, and the backends drained now (for /metrics)."""
+        config = self.policy.config
+        known = {
+            url: 0
+            for model in config.models.values()
+            for version in model.versions
+            for urls in version.backends.values()
+            for url in urls
+        }
+        return {**known, **self.in_flight}, frozenset(config.drained)
+
     def _finish(self, exchange: Exchange, status: int, outcome: str, **extra: object) -> None:
+        backend = exchange.backend
+        if backend is not None:
+            exchange.backend = None
+            left = self.in_flight.get(backend, 1) - 1
+            if left > 0:
+                self.in_flight[backend] = left
+            else:
+                self.in_flight.pop(backend, None)
         elapsed = time.perf_counter() - exchange.started
         model = exchange.model if exchange.model in self.policy.config.models else "other"
         assert model is not None

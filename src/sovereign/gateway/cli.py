@@ -1,5 +1,10 @@
 """``sovereign gateway``: serve the inference gateway, or check its configuration.
 
+``check-config NEW --running OLD`` also prints how a running gateway takes
+the change: ``reload`` (SIGHUP, in-flight requests kept) or ``restart``
+with the start-only keys that changed (the gateway role picks its handler
+from it).
+
 Exit codes: 0 ok, 1 start-up failure (audit directory, key, listener), 2 bad
 arguments or an invalid configuration (every problem is named, one a line).
 """
@@ -12,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from sovereign.gateway.config import load_config
+from sovereign.gateway.config import load_config, needs_restart
 from sovereign.gateway.errors import EXIT_BAD_CONFIG, ConfigError, StartupError
 
 PROG = "sovereign gateway"
@@ -34,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, required=True, help="the gateway's YAML file")
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("config", type=Path)
+    check.add_argument(
+        "--running",
+        type=Path,
+        help="the configuration running now: print 'reload' or 'restart: KEYS' for the change",
+    )
     return parser
 
 
@@ -50,6 +60,14 @@ def main(
             config = load_config(args.config)
             rules = len(config.routing.rules)
             out.write(f"OK: {args.config} ({len(config.models)} models, {rules} rules)\n")
+            if args.running is not None:
+                try:
+                    running = load_config(args.running)
+                except ConfigError:
+                    out.write("restart: the running configuration cannot be read\n")
+                else:
+                    keys = needs_restart(running, config)
+                    out.write(f"restart: {', '.join(keys)}\n" if keys else "reload\n")
         else:
             from sovereign.gateway.server import serve
 

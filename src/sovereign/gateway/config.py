@@ -30,6 +30,26 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 Name = Annotated[str, Field(pattern=_NAME)]
+
+# Keys read at start only: a change to any of them needs a restart; every
+# other key (models, routing, quotas, admission, drain...) a reload (SIGHUP),
+# which keeps in-flight requests.
+RESTART_KEYS = (
+    "identity",
+    "listen",
+    "tls",
+    "metrics_listen",
+    "redis_url",
+    "audit",
+    "preauth",
+    "http",
+    "prefix_cache",
+    "drain_file",
+)
+
+# At most this many backends drained at once, and this many bytes of drain file.
+MAX_DRAINED = 4096
+MAX_DRAIN_FILE_BYTES = 1 << 20
 # The audit log keeps one hash chain per data class, named by it.
 DataClass = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -341,6 +361,14 @@ class GatewayConfig(_Model):
     # /healthz always is).
     public_paths: list[Literal["/openapi.json", "/v1/models"]] = Field(default_factory=list)
     logging: Logging = Logging()
+    # The drain file: backends that take no new request (a rolling release
+    # writes it before it restarts a node, then reloads the gateway). Read
+    # at start and on every reload; a missing file drains nothing.
+    drain_file: Path | None = None
+    # The backend URLs drained now (from drain_file; tests may set it).
+    drained: list[Annotated[str, Field(max_length=2048)]] = Field(
+        default_factory=list, max_length=MAX_DRAINED
+    )
 
 
 def _loc(parts: Iterable[int | str]) -> str:
@@ -390,20 +418,13 @@ def cross_check(config: GatewayConfig) -> list[str]:
         if total != 100:
             problems.append(f"{where}.versions: weights sum to {total}, not 100")
         seen: set[str] = set()
-        tier_sets = []
         for index, version in enumerate(model.versions):
             if version.name in seen:
                 problems.append(f"{where}.versions[{index}].name: duplicate {version.name!r}")
             seen.add(version.name)
-            tier_sets.append(set(version.backends))
             for tier in version.backends:
                 if tier not in config.tiers:
                     problems.append(f"{where}.versions[{index}].backends: unknown tier {tier!r}")
-        if tier_sets and any(s != tier_sets[0] for s in tier_sets):
-            problems.append(
-                f"{where}.versions: every version must have backends in the same tiers "
-                "(else a user's canary bucket could land where it is not served)"
-            )
 
     served = _served_models(config)
     names = set()
@@ -482,15 +503,54 @@ def parse_config(data: object, source: str = "configuration") -> GatewayConfig:
     return config
 
 
-def load_config(path: Path) -> GatewayConfig:
+def _read_yaml(path: Path, limit: int | None = None) -> object:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(limit + 1) if limit is not None else handle.read()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    if limit is not None and len(raw) > limit:
+        raise ConfigError(f"{path}: larger than {limit} bytes")
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}:{where} not valid YAML: {exc}") from exc
-    return parse_config(data, str(path))
+
+
+def load_drain(path: Path) -> list[str]:
+    """The backend URLs a drain file lists (``drained: [url, ...]``); a missing
+    file drains nothing."""
+    if not path.exists():
+        return []
+    data = _read_yaml(path, MAX_DRAIN_FILE_BYTES)
+    if data is None:
+        return []
+    drained = data.get("drained") if isinstance(data, Mapping) else None
+    if not (
+        isinstance(data, Mapping)
+        and set(data) <= {"drained"}
+        and isinstance(drained, list)
+        and all(isinstance(url, str) and len(url) <= 2048 for url in drained)
+    ):
+        raise ConfigError(f"{path}: expected 'drained:' with a list of backend URLs")
+    if len(drained) > MAX_DRAINED:
+        raise ConfigError(f"{path}: more than {MAX_DRAINED} drained backends")
+    return list(drained)
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """The configuration at ``path``, with the backends its drain file drains."""
+    config = parse_config(_read_yaml(path), str(path))
+    if config.drain_file is not None:
+        drained = load_drain(config.drain_file)
+        config = config.model_copy(update={"drained": drained})
+    return config
+
+
+def needs_restart(old: GatewayConfig, new: GatewayConfig) -> list[str]:
+    """The start-only keys that differ between two configurations."""
+    return [key for key in RESTART_KEYS if getattr(old, key) != getattr(new, key)]

@@ -6,13 +6,46 @@ Labels stay bounded: ``model`` is a configured model name or ``other``,
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+BackendStates = Callable[[], tuple[dict[str, int], frozenset[str]]]
+
+
+class _Backends(Collector):
+    """Open requests and drain state per configured backend, read at scrape
+    time (nothing is counted per request but a dict entry)."""
+
+    def __init__(self, states: BackendStates) -> None:
+        self._states = states
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        open_requests, drained = self._states()
+        in_flight = GaugeMetricFamily(
+            "sovereign_gateway_backend_in_flight",
+            "Requests open to each backend now (a drain waits for 0).",
+            labels=["backend"],
+        )
+        draining = GaugeMetricFamily(
+            "sovereign_gateway_backend_drained",
+            "1 when the backend takes no new request (the drain file lists it).",
+            labels=["backend"],
+        )
+        for url in sorted(open_requests):
+            in_flight.add_metric([url], open_requests[url])
+            draining.add_metric([url], 1 if url in drained else 0)
+        yield in_flight
+        yield draining
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
 class GatewayMetrics:
     def __init__(self) -> None:
+        self._backends: _Backends | None = None
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -69,3 +102,10 @@ class GatewayMetrics:
         self.audit_healthy = Gauge(
             "sovereign_gateway_audit_healthy", "1 while the audit log accepts records.", registry=r
         )
+
+    def watch_backends(self, states: BackendStates) -> None:
+        """Export the backends' open requests and drain state from ``states``."""
+        if self._backends is not None:
+            self.registry.unregister(self._backends)
+        self._backends = _Backends(states)
+        self.registry.register(self._backends)

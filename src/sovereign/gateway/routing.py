@@ -5,7 +5,11 @@ rule's absent list matches anything, and an absent ``models`` list means every
 model the rule's tier serves. No matching rule is a refusal naming what was
 asked. Members of the restricted groups must label every request with a data
 class. Within the tier the user's canary bucket picks the model version, and
-the version's backends take turns.
+the version's backends take turns. Drained backends (a node a rolling release
+is about to restart) take no new request; when every backend of the chosen
+version in the tier is drained, or the version has none there (mid-rollout,
+one hardware class is ahead of another), the first listed version that has a
+live backend in the tier answers, and the audit records that version.
 """
 
 from __future__ import annotations
@@ -16,7 +20,12 @@ from dataclasses import dataclass
 
 from sovereign.gateway.canary import CanarySplit, bucket
 from sovereign.gateway.config import UNCLASSIFIED, GatewayConfig
-from sovereign.gateway.errors import BadRequestError, PermissionDeniedError, bounded
+from sovereign.gateway.errors import (
+    BadRequestError,
+    PermissionDeniedError,
+    ServiceUnavailableError,
+    bounded,
+)
 from sovereign.gateway.identity import Principal
 
 DATA_CLASS_HEADER = "x-sovereign-data-class"
@@ -83,17 +92,31 @@ class Router:
             name: CanarySplit([(v.name, v.weight) for v in model.versions])
             for name, model in config.models.items()
         }
-        self._digests = {
-            (name, v.name): v.digest
-            for name, model in config.models.items()
-            for v in model.versions
-        }
-        self._backends: dict[tuple[str, str, str], Iterator[str]] = {
-            (name, v.name, tier): itertools.cycle(urls)
-            for name, model in config.models.items()
-            for v in model.versions
-            for tier, urls in v.backends.items()
-        }
+        drained = frozenset(config.drained)
+        live: dict[tuple[str, str, str], Iterator[str]] = {}
+        tiers: dict[str, set[str]] = {}
+        for name, model in config.models.items():
+            for v in model.versions:
+                for tier, urls in v.backends.items():
+                    tiers.setdefault(name, set()).add(tier)
+                    serving = [url for url in urls if url not in drained]
+                    if serving:
+                        live[name, v.name, tier] = itertools.cycle(serving)
+        # (model, version the split chose, tier) -> (version that answers,
+        # its digest, its live backends in turn); None: nothing live there.
+        self._routes: dict[tuple[str, str, str], tuple[str, str, Iterator[str]] | None] = {}
+        for name, model in config.models.items():
+            for tier in sorted(tiers.get(name, ())):
+                fallback = next(
+                    (v for v in model.versions if (name, v.name, tier) in live), None
+                )
+                for v in model.versions:
+                    answering = v if (name, v.name, tier) in live else fallback
+                    self._routes[name, v.name, tier] = (
+                        None
+                        if answering is None
+                        else (answering.name, answering.digest, live[name, answering.name, tier])
+                    )
 
     def data_class(self, labels: list[str], principal: Principal) -> str:
         """The request's data class, from every copy of the header sent. Refuses
@@ -164,6 +187,12 @@ class Router:
 
     def target(self, model: str, tier: str, user: str) -> Target:
         version = self._splits[model].choose(bucket(self._salt, model, user))
-        return Target(
-            version, self._digests[model, version], next(self._backends[model, version, tier])
-        )
+        route = self._routes.get((model, version, tier))
+        if route is None:
+            raise ServiceUnavailableError(
+                f"no backend of model {model!r} is serving in tier {tier!r} now "
+                "(all drained); retry shortly",
+                code="no_backend",
+            )
+        answering, digest, backends = route
+        return Target(answering, digest, next(backends))

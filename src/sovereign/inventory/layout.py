@@ -71,6 +71,8 @@ PLAYBOOK_SUPPLIED: dict[str, frozenset[str]] = {
     "pki": frozenset({"pki_ca_host"}),
     "sovereign_package": frozenset({"sovereign_package_wheelhouse_dir"}),
     "vllm": frozenset({"vllm_wheelhouse_dir"}),
+    # Derived from every serving node's manifest (playbooks/governance_plane.yml).
+    "gateway": frozenset({"gateway_models"}),
 }
 
 # Variables that have been renamed: old name -> new name. A renamed variable

@@ -1,10 +1,13 @@
-"""The serving manifest: what each serving node runs, pinned.
+"""The serving manifest: what each serving node runs, by release name.
 
 A datacenter inventory sets ``sovereign_serving`` for its serving groups
-(``group_vars/<group>/serving.yml``). Each deployment pins the model by
-digest, the vLLM and CUDA versions, the hardware profile and the number of
-replicas; ``playbooks/data_plane.yml`` turns it into the inputs of the
-``model_sync`` and ``vllm`` roles with the filters of
+(``group_vars/<group>/serving.yml``). Each deployment names a model release
+and a runtime release of the release table (``sovereign_releases``, see
+``sovereign.inventory.releases``), the hardware profile, the gateway tiers
+it serves and its replicas; nothing here types a digest or a version.
+``playbooks/data_plane.yml`` turns it into the inputs of the ``model_sync``
+and ``vllm`` roles, and ``playbooks/governance_plane.yml`` derives the
+gateway's backends from every serving node's manifest, with the filters of
 ``sovereign.ansible.filter.sovereign_serving``. The validation play runs
 :func:`check_manifest` before any host is touched.
 """
@@ -12,49 +15,37 @@ replicas; ``playbooks/data_plane.yml`` turns it into the inputs of the
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeGuard
 
+from sovereign.inventory import releases
 from sovereign.inventory.errors import InventoryError
+from sovereign.inventory.releases import ModelRelease, RuntimeRelease
 
 VARIABLE = "sovereign_serving"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_REPOSITORY = re.compile(r"^[A-Za-z0-9.\[\]:-]+(:[0-9]+)?/[a-z0-9._/-]+$")
-_VERSION = re.compile(r"^[0-9]+(\.[0-9]+){1,2}$")
+_TIER = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
-_REQUIRED = ("name", "repository", "digest", "vllm_version", "hardware_profile", "port")
-_OPTIONAL = (
-    "model",
-    "cuda_version",
-    "replicas",
-    "gpus_per_replica",
-    "served_model_name",
-    "public_key",
-    "overrides",
-)
-_TOP = ("deployments", "public_key")
+_REQUIRED = ("name", "release", "runtime", "hardware_profile", "tiers", "port")
+_OPTIONAL = ("replicas", "gpus_per_replica", "overrides")
+_TOP = ("deployments",)
 
 
 @dataclass(frozen=True)
 class Deployment:
-    """One model served on a node: ``replicas`` vLLM instances of one pinned model."""
+    """One model release served on a node: ``replicas`` vLLM instances of it."""
 
     name: str
-    model: str
-    repository: str
-    digest: str
-    vllm_version: str
-    cuda_version: str
+    release: ModelRelease
+    runtime: RuntimeRelease
     hardware_profile: str
+    tiers: tuple[str, ...]
     replicas: int
     port: int
     gpus_per_replica: int | None
-    served_model_name: str
-    public_key: str
     overrides: Mapping[str, Any]
 
     def instance_names(self) -> list[str]:
@@ -62,17 +53,22 @@ class Deployment:
             return [self.name]
         return [f"{self.name}-{index}" for index in range(self.replicas)]
 
+    def ports(self) -> range:
+        return range(self.port, self.port + self.replicas)
+
 
 def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_deployment(where: str, item: Mapping[str, Any], default_key: str) -> list[str]:
+def _check_deployment(where: str, item: Mapping[str, Any], table: object, root: Path) -> list[str]:
     problems: list[str] = []
     unknown = sorted(set(item) - set(_REQUIRED) - set(_OPTIONAL))
     if unknown:
         problems.append(
-            f"{where}: unknown keys {unknown}; a deployment has {list(_REQUIRED + _OPTIONAL)}"
+            f"{where}: unknown keys {unknown}; a deployment has {list(_REQUIRED + _OPTIONAL)} "
+            f"(the model, its digest and the vLLM version come from the release named "
+            f"in {releases.VARIABLE})"
         )
     for key in _REQUIRED:
         if key not in item:
@@ -80,35 +76,31 @@ def _check_deployment(where: str, item: Mapping[str, Any], default_key: str) -> 
     name = item.get("name")
     if "name" in item and not (isinstance(name, str) and _NAME.match(name)):
         problems.append(f"{where}.name: {name!r} must be letters, digits, '_' and '-'")
-    model = item.get("model", name)
-    if not (isinstance(model, str) and _MODEL.match(model)):
-        problems.append(f"{where}.model: {model!r} must be letters, digits, '.', '_' and '-'")
-    repository = item.get("repository")
-    if "repository" in item and not (
-        isinstance(repository, str) and _REPOSITORY.match(repository) and "@" not in repository
+    if "release" in item:
+        problems.extend(
+            releases.check_model_reference(table, item["release"], f"{where}.release", root)
+        )
+    if "runtime" in item:
+        problems.extend(
+            releases.check_runtime_reference(table, item["runtime"], f"{where}.runtime", root)
+        )
+    if "hardware_profile" in item:
+        problems.extend(
+            releases.check_profile_reference(
+                table, item["hardware_profile"], f"{where}.hardware_profile"
+            )
+        )
+    tiers = item.get("tiers")
+    if "tiers" in item and not (
+        isinstance(tiers, list)
+        and tiers
+        and all(isinstance(tier, str) and _TIER.match(tier) for tier in tiers)
+        and len(set(tiers)) == len(tiers)
     ):
         problems.append(
-            f"{where}.repository: {repository!r} must be REGISTRY[:PORT]/REPOSITORY "
-            "without tag or digest (the version is pinned by digest)"
+            f"{where}.tiers: {tiers!r} must list the gateway tiers this deployment serves, "
+            "each once (e.g. [general])"
         )
-    digest = item.get("digest")
-    if "digest" in item and not (isinstance(digest, str) and _DIGEST.match(digest)):
-        problems.append(
-            f"{where}.digest: {digest!r} is not a manifest digest (sha256: and 64 lowercase "
-            "hex digits; pin what `sovereign model publish` printed, never a tag)"
-        )
-    version = item.get("vllm_version")
-    if "vllm_version" in item and not (isinstance(version, str) and _VERSION.match(version)):
-        problems.append(f"{where}.vllm_version: {version!r} must be a quoted version like '0.32.0'")
-    cuda = item.get("cuda_version", "")
-    if not (isinstance(cuda, str) and (cuda == "" or _VERSION.match(cuda))):
-        problems.append(
-            f"{where}.cuda_version: {cuda!r} must be a quoted version like '12.8', "
-            "or '' for a CPU build"
-        )
-    profile = item.get("hardware_profile")
-    if "hardware_profile" in item and not (isinstance(profile, str) and profile):
-        problems.append(f"{where}.hardware_profile: must name a profile of the vllm role")
     replicas = item.get("replicas", 1)
     if not (_is_int(replicas) and replicas >= 1):
         problems.append(f"{where}.replicas: {replicas!r} must be a whole number >= 1")
@@ -120,123 +112,117 @@ def _check_deployment(where: str, item: Mapping[str, Any], default_key: str) -> 
     gpus = item.get("gpus_per_replica")
     if gpus is not None and not (_is_int(gpus) and gpus >= 1):
         problems.append(f"{where}.gpus_per_replica: {gpus!r} must be a whole number >= 1")
+    runtimes = table.get("runtimes", {}) if isinstance(table, Mapping) else {}
+    runtime = runtimes.get(item.get("runtime")) if isinstance(runtimes, Mapping) else None
+    cuda = runtime.get("cuda_version") if isinstance(runtime, Mapping) else ""
     if _is_int(replicas) and replicas > 1 and cuda and gpus is None:
         problems.append(
             f"{where}.gpus_per_replica: is required with {replicas} replicas on GPUs, so "
             "each replica gets its own devices (CUDA_VISIBLE_DEVICES)"
         )
-    key = item.get("public_key") or default_key
-    if not (isinstance(key, str) and "-----BEGIN PUBLIC KEY-----" in key):
-        problems.append(
-            f"{where}.public_key: no PEM public key (-----BEGIN PUBLIC KEY-----) for this "
-            f"model; set it or {VARIABLE}.public_key to the key of the model's signers"
-        )
-    served = item.get("served_model_name", model)
-    if not (isinstance(served, str) and served):
-        problems.append(f"{where}.served_model_name: must be a non-empty string")
     overrides = item.get("overrides", {})
     if not isinstance(overrides, Mapping):
         problems.append(f"{where}.overrides: must be a mapping of hardware profile keys")
     return problems
 
 
-def check_manifest(manifest: object) -> list[str]:
+def check_manifest(manifest: object, table: object, root: Path) -> list[str]:
     """Every problem of one host's serving manifest, each naming the key."""
     if not isinstance(manifest, Mapping):
         return [f"{VARIABLE}: must be a mapping with 'deployments' (got {type(manifest).__name__})"]
     problems: list[str] = []
     unknown = sorted(set(manifest) - set(_TOP))
     if unknown:
-        problems.append(f"{VARIABLE}: unknown keys {unknown}; it has {list(_TOP)}")
+        problems.append(
+            f"{VARIABLE}: unknown keys {unknown}; it has {list(_TOP)} (signing keys "
+            f"are the releases' own, in {releases.VARIABLE})"
+        )
     items = manifest.get("deployments", [])
     if not isinstance(items, Sequence) or isinstance(items, str):
         return problems + [f"{VARIABLE}.deployments: must be a list of deployments"]
-    default_key = manifest.get("public_key", "")
     for index, item in enumerate(items):
         where = f"{VARIABLE}.deployments[{index}]"
         if not isinstance(item, Mapping):
             problems.append(f"{where}: must be a mapping")
             continue
-        problems.extend(_check_deployment(where, item, default_key))
+        problems.extend(_check_deployment(where, item, table, root))
     if problems:
         return problems
-    deployments = _parse(manifest)
+    deployments = _parse(manifest, table)
     names = [name for d in deployments for name in d.instance_names()]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         problems.append(f"{VARIABLE}.deployments: instance names used twice: {duplicates}")
     ports: dict[int, str] = {}
     for deployment in deployments:
-        for port in range(deployment.port, deployment.port + deployment.replicas):
+        for port in deployment.ports():
             if port in ports:
                 problems.append(
                     f"{VARIABLE}.deployments: {deployment.name} and {ports[port]} "
                     f"both use port {port}"
                 )
             ports.setdefault(port, deployment.name)
-    digests: dict[str, str] = {}
+    pinned: dict[str, str] = {}
     for deployment in deployments:
-        if digests.setdefault(deployment.model, deployment.digest) != deployment.digest:
+        model = deployment.release.model
+        if pinned.setdefault(model, deployment.release.name) != deployment.release.name:
             problems.append(
-                f"{VARIABLE}.deployments: model {deployment.model!r} is pinned to two "
-                "digests; one node serves one version of a model (the canary runs on "
-                "other nodes)"
+                f"{VARIABLE}.deployments: model {model!r} is served from two releases "
+                f"({pinned[model]}, {deployment.release.name}); one node serves one "
+                "version of a model (the canary runs on other nodes)"
             )
-    for key in ("vllm_version", "cuda_version"):
-        values = sorted({getattr(d, key) for d in deployments})
-        if len(values) > 1:
-            problems.append(
-                f"{VARIABLE}.deployments: {key} differs between deployments ({values}); "
-                "a node has one vLLM installation, so its deployments share one pin"
-            )
+    runtimes = sorted({d.runtime.name for d in deployments})
+    if len(runtimes) > 1:
+        problems.append(
+            f"{VARIABLE}.deployments: runtimes differ between deployments ({runtimes}); "
+            "a node has one vLLM installation, so its deployments share one runtime"
+        )
     return problems
 
 
-def _parse(manifest: Mapping[str, Any]) -> list[Deployment]:
-    default_key = manifest.get("public_key", "")
+def _parse(manifest: Mapping[str, Any], table: object) -> list[Deployment]:
     deployments = []
     for item in manifest.get("deployments", []):
-        model = item.get("model", item["name"])
         deployments.append(
             Deployment(
                 name=item["name"],
-                model=model,
-                repository=item["repository"],
-                digest=item["digest"],
-                vllm_version=item["vllm_version"],
-                cuda_version=item.get("cuda_version", ""),
+                release=releases.model_release(table, item["release"]),
+                runtime=releases.runtime_release(table, item["runtime"]),
                 hardware_profile=item["hardware_profile"],
+                tiers=tuple(item["tiers"]),
                 replicas=item.get("replicas", 1),
                 port=item["port"],
                 gpus_per_replica=item.get("gpus_per_replica"),
-                served_model_name=item.get("served_model_name", model),
-                public_key=item.get("public_key") or default_key,
                 overrides=item.get("overrides", {}),
             )
         )
     return deployments
 
 
-def deployments(manifest: object) -> list[Deployment]:
+def deployments(manifest: object, table: object, root: Path) -> list[Deployment]:
     """The deployments of a valid manifest; raises InventoryError naming every problem."""
-    problems = check_manifest(manifest)
+    problems = check_manifest(manifest, table, root)
     if problems:
         raise InventoryError("; ".join(problems))
     assert isinstance(manifest, Mapping)
-    return _parse(manifest)
+    return _parse(manifest, table)
 
 
-def model_sync_models(manifest: object) -> list[dict[str, str]]:
-    """``model_sync_models``: each pinned model once."""
+def model_sync_models(
+    manifest: object, table: object, root: str, registry: str
+) -> list[dict[str, str]]:
+    """``model_sync_models``: each pinned model once, from its registry by digest."""
+    base = Path(root)
     seen: dict[str, dict[str, str]] = {}
-    for deployment in deployments(manifest):
+    for deployment in deployments(manifest, table, base):
+        release = deployment.release
         seen.setdefault(
-            deployment.model,
+            release.model,
             {
-                "name": deployment.model,
-                "repository": deployment.repository,
-                "digest": deployment.digest,
-                "public_key": deployment.public_key,
+                "name": release.model,
+                "repository": f"{registry}/{release.repository}",
+                "digest": release.digest,
+                "public_key": releases.public_key(table, release.name, base),
             },
         )
     return list(seen.values())
@@ -252,10 +238,10 @@ def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def vllm_instances(manifest: object) -> list[dict[str, Any]]:
+def vllm_instances(manifest: object, table: object, root: str) -> list[dict[str, Any]]:
     """``vllm_instances``: one per replica, on consecutive ports, each on its own GPUs."""
     instances: list[dict[str, Any]] = []
-    for deployment in deployments(manifest):
+    for deployment in deployments(manifest, table, Path(root)):
         for index, name in enumerate(deployment.instance_names()):
             overrides: dict[str, Any] = dict(deployment.overrides)
             if deployment.gpus_per_replica is not None:
@@ -267,24 +253,99 @@ def vllm_instances(manifest: object) -> list[dict[str, Any]]:
             instances.append(
                 {
                     "name": name,
-                    "model": deployment.model,
+                    "model": deployment.release.model,
                     "hardware_profile": deployment.hardware_profile,
                     "port": deployment.port + index,
-                    "served_model_name": deployment.served_model_name,
+                    "served_model_name": deployment.release.served_model_name,
                     "overrides": overrides,
                 }
             )
     return instances
 
 
-def pin(manifest: object, key: str) -> str:
-    """The node's one ``vllm_version`` or ``cuda_version`` ("" when nothing is served)."""
-    if key not in ("vllm_version", "cuda_version"):
-        raise InventoryError(f"{key!r} is not a pin of the serving manifest")
-    values = {getattr(deployment, key) for deployment in deployments(manifest)}
-    return values.pop() if values else ""
+def runtime(manifest: object, table: object, root: str) -> dict[str, str]:
+    """The node's one runtime release, with its wheel table as a controller path
+    (empty values when the node serves nothing)."""
+    base = Path(root)
+    found = {deployment.runtime for deployment in deployments(manifest, table, base)}
+    if not found:
+        return {
+            "name": "",
+            "vllm_version": "",
+            "cuda_version": "",
+            "requirements": "",
+            "wheelhouse": "",
+        }
+    release = found.pop()
+    return {
+        "name": release.name,
+        "vllm_version": release.vllm_version,
+        "cuda_version": release.cuda_version,
+        "requirements": str(releases.resolve_path(release.requirements, base)),
+        "wheelhouse": release.wheelhouse,
+    }
 
 
-def units(manifest: object) -> list[str]:
+def units(manifest: object, table: object, root: str) -> list[str]:
     """The systemd units that load the manifest's models (restarted on a model switch)."""
-    return [f"vllm-{instance['name']}.service" for instance in vllm_instances(manifest)]
+    return [
+        f"vllm-{instance['name']}.service" for instance in vllm_instances(manifest, table, root)
+    ]
+
+
+def gateway_models(
+    hostvars: Mapping[str, Mapping[str, Any]],
+    hosts: Iterable[str],
+    table: object,
+    root: str,
+    scheme: str = "http",
+) -> dict[str, dict[str, Any]]:
+    """``gateway_models``, derived from every serving host's manifest: per model
+    the releases serving it (a version each, weighted by replica count), each
+    with every serving host x replica port as a backend in each of its tiers."""
+    base = Path(root)
+    replicas: dict[str, dict[str, int]] = {}
+    backends: dict[tuple[str, str], dict[str, list[str]]] = {}
+    found: dict[str, ModelRelease] = {}
+    for host in hosts:
+        manifest = hostvars[host].get(VARIABLE, {"deployments": []})
+        for deployment in deployments(manifest, table, base):
+            release = deployment.release
+            public = release.served_model_name
+            found[release.name] = release
+            counts = replicas.setdefault(public, {})
+            counts[release.name] = counts.get(release.name, 0) + deployment.replicas
+            tiers = backends.setdefault((public, release.name), {})
+            for tier in deployment.tiers:
+                tiers.setdefault(tier, []).extend(
+                    f"{scheme}://{host}:{port}" for port in deployment.ports()
+                )
+    models: dict[str, dict[str, Any]] = {}
+    for public, counts in sorted(replicas.items()):
+        names = sorted(counts)
+        weights = _weights([counts[name] for name in names])
+        first = found[names[0]]
+        models[public] = {
+            "endpoints": list(first.endpoints),
+            "versions": [
+                {
+                    "name": name,
+                    "weight": weight,
+                    "digest": found[name].digest,
+                    "backends": backends[public, name],
+                }
+                for name, weight in zip(names, weights, strict=True)
+            ],
+        }
+    return models
+
+
+def _weights(counts: Sequence[int]) -> list[int]:
+    """Percentages proportional to ``counts`` that sum to 100 (largest remainder)."""
+    total = sum(counts)
+    shares = [count * 100 / total for count in counts]
+    weights = [int(share) for share in shares]
+    order = sorted(range(len(counts)), key=lambda i: shares[i] - weights[i], reverse=True)
+    for index in order[: 100 - sum(weights)]:
+        weights[index] += 1
+    return weights

@@ -5,9 +5,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from sovereign.inventory import layout, serving
+from sovereign.inventory import layout, releases, serving
 from sovereign.inventory.argspec import RoleSpec
 from sovereign.inventory.typecheck import check_value
 
@@ -112,9 +113,19 @@ def _role_for(name: str, specs: Mapping[str, RoleSpec]) -> RoleSpec | None:
     return best
 
 
-def check_host_variables(variables: Mapping[str, Any], specs: Mapping[str, RoleSpec]) -> list[str]:
-    """Problems of one host's variables, each message naming the variable."""
-    problems: list[str] = []
+CATALOG = "sovereign_model_catalog"
+
+
+def check_host_variables(
+    variables: Mapping[str, Any], specs: Mapping[str, RoleSpec], root: Path
+) -> list[str]:
+    """Problems of one host's variables, each message naming the variable.
+
+    ``root`` is the repository's root on the controller: relative paths of
+    the release table are resolved against it.
+    """
+    table = variables.get(releases.VARIABLE)
+    problems: list[str] = [] if table is None else releases.check_table(table)
     for name in sorted(variables):
         if name in layout.RENAMED_VARIABLES:
             problems.append(
@@ -127,8 +138,13 @@ def check_host_variables(variables: Mapping[str, Any], specs: Mapping[str, RoleS
             continue
         if name.startswith("__"):
             continue
+        if name == releases.VARIABLE:
+            continue
         if name == serving.VARIABLE:
-            problems.extend(serving.check_manifest(variables[name]))
+            problems.extend(serving.check_manifest(variables[name], table, root))
+            continue
+        if name == CATALOG:
+            problems.extend(releases.check_catalog(variables[name], table, root))
             continue
         spec = _role_for(name, specs)
         if spec is None:
@@ -173,9 +189,12 @@ def validate_inventory(
     groups: Mapping[str, Iterable[str]],
     ansible_version: str,
     specs: Mapping[str, RoleSpec],
+    root: Path,
 ) -> list[Problem]:
     """Every problem of the inventory; an empty list means it may be applied."""
     problems = check_ansible_version(ansible_version) + check_groups(groups)
+    if any(releases.VARIABLE not in variables for variables in hostvars.values()):
+        problems.extend(Problem(message) for message in releases.check_table(None))
     membership: dict[str, list[str]] = {}
     for group, members in groups.items():
         for member in members:
@@ -183,7 +202,7 @@ def validate_inventory(
     by_message: dict[str, list[str]] = {}
     for host in sorted(hostvars):
         variables = hostvars[host]
-        messages = check_host_variables(variables, specs)
+        messages = check_host_variables(variables, specs, root)
         messages += check_required(host, variables, membership.get(host, []), specs)
         for message in messages:
             by_message.setdefault(message, []).append(host)

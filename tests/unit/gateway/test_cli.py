@@ -50,3 +50,26 @@ def test_serve_with_a_bad_config_exits_2_before_listening(tmp_path: Path) -> Non
 
 def test_sovereign_gateway_is_dispatched(tmp_path: Path) -> None:
     assert sovereign_main(["gateway", "check-config", str(_write(tmp_path, BASE_CONFIG))]) == 0
+
+
+def test_check_config_says_whether_the_running_gateway_reloads_or_restarts(
+    tmp_path: Path,
+) -> None:
+    running = tmp_path / "running.yml"
+    running.write_text(yaml.safe_dump(BASE_CONFIG))
+
+    def verdict(data: object) -> str:
+        out = io.StringIO()
+        path = _write(tmp_path, data)
+        assert main(["check-config", str(path), "--running", str(running)], stdout=out) == 0
+        return out.getvalue().splitlines()[-1]
+
+    policy = yaml.safe_load(yaml.safe_dump(BASE_CONFIG))
+    policy["models"]["tiny"]["versions"][0]["backends"]["general"].append("http://new:8000")
+    assert verdict(policy) == "reload"
+    listener = dict(BASE_CONFIG, listen={"host": "127.0.0.1", "port": 9999})
+    assert verdict(listener) == "restart: listen"
+    drained = dict(BASE_CONFIG, drain_file=str(tmp_path / "drain.yml"))
+    assert verdict(drained) == "restart: drain_file"
+    running.write_text("not: [valid")
+    assert verdict(BASE_CONFIG) == "restart: the running configuration cannot be read"

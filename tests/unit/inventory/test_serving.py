@@ -1,28 +1,25 @@
-"""The serving manifest: validation names each bad key; role inputs derive from it."""
+"""The serving manifest: validation names each bad key; role inputs and the
+gateway's backends derive from it and the release table."""
 
 from __future__ import annotations
 
-import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sovereign.inventory import InventoryError, serving
 from sovereign.inventory.validate import check_host_variables
-
-KEY = "-----BEGIN PUBLIC KEY-----\nMFkw...\n-----END PUBLIC KEY-----\n"
-DIGEST = "sha256:" + "ab" * 32
+from tests.unit.inventory.conftest import DIGEST, DIGEST2, KEY
 
 
 def deployment(**changes: Any) -> dict[str, Any]:
     item: dict[str, Any] = {
         "name": "llama",
-        "model": "llama-3-70b",
-        "repository": "registry.dc1.example:5000/llm/llama-3-70b",
-        "digest": DIGEST,
-        "vllm_version": "0.32.0",
-        "cuda_version": "12.8",
+        "release": "llama-2026-10",
+        "runtime": "cu128",
         "hardware_profile": "h100-80gb",
+        "tiers": ["general"],
         "replicas": 2,
         "gpus_per_replica": 4,
         "port": 8000,
@@ -32,90 +29,123 @@ def deployment(**changes: Any) -> dict[str, Any]:
 
 
 def manifest(*items: dict[str, Any]) -> dict[str, Any]:
-    return {"public_key": KEY, "deployments": list(items) or [deployment()]}
+    return {"deployments": list(items) or [deployment()]}
 
 
-def test_a_sound_manifest_has_no_problems() -> None:
-    assert serving.check_manifest(manifest()) == []
+def test_a_sound_manifest_has_no_problems(table: dict[str, Any], root: Path) -> None:
+    assert serving.check_manifest(manifest(), table, root) == []
 
 
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"digest": "latest"}, "deployments[0].digest: 'latest' is not a manifest digest"),
-        ({"digest": "sha256:" + "AB" * 32}, "is not a manifest digest"),
-        ({"repository": "reg:5000/llm/x:v1"}, "deployments[0].repository"),
-        ({"repository": "reg:5000/llm/x@" + DIGEST}, "without tag or digest"),
-        ({"vllm_version": 0.32}, "vllm_version: 0.32 must be a quoted version"),
-        ({"cuda_version": 12.8}, "cuda_version: 12.8 must be a quoted version"),
+        ({"release": "llama-latest"}, "deployments[0].release: 'llama-latest' is not a model"),
+        ({"runtime": "cu999"}, "deployments[0].runtime: 'cu999' is not a runtime release"),
+        ({"hardware_profile": "a100"}, "hardware_profile: 'a100' is not a hardware profile"),
+        ({"tiers": "general"}, "tiers: 'general' must list the gateway tiers"),
+        ({"tiers": []}, "tiers: [] must list"),
+        ({"tiers": ["general", "general"]}, "each once"),
         ({"replicas": 0}, "replicas: 0 must be a whole number >= 1"),
         ({"replicas": "2"}, "replicas: '2' must be a whole number"),
         ({"port": 70000}, "port: 70000 must be a TCP port"),
         ({"port": 65535}, "replicas use ports 65535..65536"),
         ({"gpus_per_replica": None}, "gpus_per_replica: is required with 2 replicas on GPUs"),
         ({"name": "bad name"}, "name: 'bad name' must be letters"),
-        ({"hardware_profile": ""}, "hardware_profile: must name a profile"),
-        ({"colour": "blue"}, "unknown keys ['colour']"),
+        ({"digest": DIGEST}, "unknown keys ['digest']"),
         ({"overrides": ["x"]}, "overrides: must be a mapping"),
     ],
 )
-def test_each_bad_key_is_named(changes: dict[str, Any], message: str) -> None:
+def test_each_bad_key_is_named(
+    changes: dict[str, Any], message: str, table: dict[str, Any], root: Path
+) -> None:
     item = deployment(**changes)
     if changes.get("gpus_per_replica", 1) is None:
         del item["gpus_per_replica"]
-    problems = serving.check_manifest(manifest(item))
+    problems = serving.check_manifest(manifest(item), table, root)
     assert any(message in problem for problem in problems), problems
 
 
-def test_required_keys_and_public_key_are_reported_together() -> None:
-    item = deployment()
-    del item["digest"], item["port"]
-    problems = serving.check_manifest({"deployments": [item]})
-    assert "sovereign_serving.deployments[0].digest: is required" in problems
-    assert "sovereign_serving.deployments[0].port: is required" in problems
-    assert any("public_key: no PEM public key" in problem for problem in problems)
-
-
-def test_deployments_of_one_node_must_agree_and_not_collide() -> None:
-    first = deployment()
-    second = deployment(name="small", model="small", port=8001, cuda_version="12.4")
-    problems = serving.check_manifest(manifest(first, second))
+def test_a_release_with_a_tag_or_a_missing_key_file_is_refused_where_it_is_used(
+    table: dict[str, Any], root: Path
+) -> None:
+    table["models"]["llama-2026-10"]["digest"] = "latest"
+    (root / "keys/custodians.pub").unlink()
+    problems = serving.check_manifest(manifest(), table, root)
     assert any(
-        "llama and small both use port 8001" in p or "small and llama" in p for p in problems
+        "sovereign_releases.models.llama-2026-10.digest: 'latest' is not a manifest digest" in p
+        for p in problems
     )
-    assert any("cuda_version differs between deployments" in p for p in problems)
-    twice = deployment(name="llama2", port=9000, digest="sha256:" + "cd" * 32)
-    problems = serving.check_manifest(manifest(deployment(), twice))
-    assert any("model 'llama-3-70b' is pinned to two digests" in p for p in problems)
+    assert any("signing_key: cannot read" in p and "custodians.pub" in p for p in problems)
 
 
-def test_not_a_mapping() -> None:
-    assert serving.check_manifest(["x"]) == [
+def test_a_runtime_whose_wheel_table_is_missing_is_refused(
+    table: dict[str, Any], root: Path
+) -> None:
+    (root / "runtimes/cu128.txt").unlink()
+    problems = serving.check_manifest(manifest(), table, root)
+    assert any(
+        "sovereign_releases.runtimes.cu128.requirements:" in p and "does not exist" in p
+        for p in problems
+    )
+
+
+def test_required_keys_are_reported_together(table: dict[str, Any], root: Path) -> None:
+    item = deployment()
+    del item["release"], item["port"]
+    problems = serving.check_manifest({"deployments": [item]}, table, root)
+    assert "sovereign_serving.deployments[0].release: is required" in problems
+    assert "sovereign_serving.deployments[0].port: is required" in problems
+
+
+def test_deployments_of_one_node_must_agree_and_not_collide(
+    table: dict[str, Any], root: Path
+) -> None:
+    first = deployment()
+    second = deployment(name="small", release="tiny-1", port=8001, runtime="cu124")
+    problems = serving.check_manifest(manifest(first, second), table, root)
+    assert any("small and llama both use port 8001" in p for p in problems), problems
+    assert any("runtimes differ between deployments" in p for p in problems)
+    twice = deployment(name="llama2", port=9000, release="llama-2026-11")
+    problems = serving.check_manifest(manifest(deployment(), twice), table, root)
+    assert any(
+        "model 'llama-3-70b' is served from two releases (llama-2026-10, llama-2026-11)" in p
+        for p in problems
+    )
+
+
+def test_not_a_mapping(table: dict[str, Any], root: Path) -> None:
+    assert serving.check_manifest(["x"], table, root) == [
         "sovereign_serving: must be a mapping with 'deployments' (got list)"
     ]
 
 
-def test_role_inputs_derive_from_the_manifest() -> None:
+def test_role_inputs_derive_from_the_manifest_and_the_releases(
+    table: dict[str, Any], root: Path
+) -> None:
     small = deployment(
         name="tiny",
-        model="tiny",
+        release="tiny-1",
         replicas=1,
         gpus_per_replica=None,
         port=9000,
-        served_model_name="sovereign-tiny",
         overrides={"max_num_seqs": 8},
     )
     value = manifest(deployment(overrides={"env": {"NCCL_DEBUG": "WARN"}}), small)
-    assert serving.model_sync_models(value) == [
+    assert serving.model_sync_models(value, table, str(root), "reg.dc1:5000") == [
         {
             "name": "llama-3-70b",
-            "repository": "registry.dc1.example:5000/llm/llama-3-70b",
+            "repository": "reg.dc1:5000/llm/llama-3-70b",
             "digest": DIGEST,
             "public_key": KEY,
         },
-        {"name": "tiny", "repository": small["repository"], "digest": DIGEST, "public_key": KEY},
+        {
+            "name": "tiny",
+            "repository": "reg.dc1:5000/models/tiny",
+            "digest": DIGEST,
+            "public_key": KEY,
+        },
     ]
-    instances = serving.vllm_instances(value)
+    instances = serving.vllm_instances(value, table, str(root))
     assert [(i["name"], i["port"]) for i in instances] == [
         ("llama-0", 8000),
         ("llama-1", 8001),
@@ -128,28 +158,84 @@ def test_role_inputs_derive_from_the_manifest() -> None:
     assert instances[2]["overrides"] == {"max_num_seqs": 8}
     assert instances[2]["served_model_name"] == "sovereign-tiny"
     assert instances[0]["served_model_name"] == "llama-3-70b"
-    assert serving.pin(value, "vllm_version") == "0.32.0"
-    assert serving.units(value) == [
+    assert serving.runtime(value, table, str(root)) == {
+        "name": "cu128",
+        "vllm_version": "0.32.0",
+        "cuda_version": "12.8",
+        "requirements": str(root / "runtimes/cu128.txt"),
+        "wheelhouse": "vllm-cu128",
+    }
+    assert serving.units(value, table, str(root)) == [
         "vllm-llama-0.service",
         "vllm-llama-1.service",
         "vllm-tiny.service",
     ]
 
 
-def test_an_empty_manifest_serves_nothing() -> None:
+def test_an_empty_manifest_serves_nothing(table: dict[str, Any], root: Path) -> None:
     empty: dict[str, list[object]] = {"deployments": []}
-    assert serving.vllm_instances(empty) == [] and serving.pin(empty, "cuda_version") == ""
+    assert serving.vllm_instances(empty, table, str(root)) == []
+    assert serving.runtime(empty, table, str(root))["vllm_version"] == ""
 
 
-def test_derivation_refuses_an_invalid_manifest() -> None:
-    broken = manifest(deployment(digest="latest"))
-    with pytest.raises(InventoryError, match=r"deployments\[0\]\.digest"):
-        serving.vllm_instances(broken)
-    with pytest.raises(InventoryError, match="not a pin"):
-        serving.pin(manifest(), "replicas")
+def test_derivation_refuses_an_invalid_manifest(table: dict[str, Any], root: Path) -> None:
+    broken = manifest(deployment(release="nope"))
+    with pytest.raises(InventoryError, match=r"deployments\[0\]\.release"):
+        serving.vllm_instances(broken, table, str(root))
 
 
-def test_the_inventory_validator_checks_the_manifest() -> None:
-    broken = copy.deepcopy(manifest(deployment(replicas=0)))
-    problems = check_host_variables({"sovereign_serving": broken}, {})
+def test_the_inventory_validator_checks_the_manifest(table: dict[str, Any], root: Path) -> None:
+    variables = {"sovereign_releases": table, "sovereign_serving": manifest(deployment(replicas=0))}
+    problems = check_host_variables(variables, {}, root)
     assert problems == ["sovereign_serving.deployments[0].replicas: 0 must be a whole number >= 1"]
+
+
+def test_the_gateway_backends_are_every_serving_host_times_every_replica(
+    table: dict[str, Any], root: Path
+) -> None:
+    h100 = manifest(deployment())
+    h200 = manifest(deployment(tiers=["restricted"], replicas=4, gpus_per_replica=2))
+    hostvars = {
+        "gpu1": {"sovereign_serving": h100},
+        "gpu2": {"sovereign_serving": h100},
+        "gpu5": {"sovereign_serving": h200},
+        "search1": {},
+    }
+    models = serving.gateway_models(hostvars, ["gpu1", "gpu2", "gpu5"], table, str(root))
+    assert models == {
+        "llama-3-70b": {
+            "endpoints": ["chat", "completions"],
+            "versions": [
+                {
+                    "name": "llama-2026-10",
+                    "weight": 100,
+                    "digest": DIGEST,
+                    "backends": {
+                        "general": [
+                            "http://gpu1:8000",
+                            "http://gpu1:8001",
+                            "http://gpu2:8000",
+                            "http://gpu2:8001",
+                        ],
+                        "restricted": [f"http://gpu5:{port}" for port in range(8000, 8004)],
+                    },
+                }
+            ],
+        }
+    }
+
+
+def test_mid_rollout_each_release_is_a_version_weighted_by_its_replicas(
+    table: dict[str, Any], root: Path
+) -> None:
+    old = manifest(deployment(replicas=1, gpus_per_replica=4))
+    new = manifest(deployment(release="llama-2026-11", replicas=1, gpus_per_replica=4))
+    hostvars = {"a": {"sovereign_serving": new}, "b": {"sovereign_serving": old}}
+    hostvars["c"] = {"sovereign_serving": old}
+    models = serving.gateway_models(hostvars, ["a", "b", "c"], table, str(root))
+    versions = models["llama-3-70b"]["versions"]
+    assert [(v["name"], v["weight"], v["digest"]) for v in versions] == [
+        ("llama-2026-10", 67, DIGEST),
+        ("llama-2026-11", 33, DIGEST2),
+    ]
+    assert versions[1]["backends"] == {"general": ["http://a:8000"]}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from sovereign.inventory.validate import (
     validate_inventory,
 )
 
+ROOT = Path(__file__).resolve().parents[3]
 SPECS = {
     "common": RoleSpec(
         "common",
@@ -77,7 +79,7 @@ def test_group_size_limits() -> None:
 
 
 def test_unknown_role_variable_suggests_the_right_name() -> None:
-    problems = check_host_variables({"common_chrony_server": ["a"]}, SPECS)
+    problems = check_host_variables({"common_chrony_server": ["a"]}, SPECS, ROOT)
     assert problems == [
         "common_chrony_server: is not a variable of role 'common'; did you mean "
         "common_chrony_servers? (see roles/common/defaults/main.yml)"
@@ -85,20 +87,22 @@ def test_unknown_role_variable_suggests_the_right_name() -> None:
 
 
 def test_the_longest_role_prefix_wins() -> None:
-    assert check_host_variables({"pki_extra_x": "ok"}, SPECS) == []
-    assert check_host_variables({"pki_extra_x": 1}, SPECS) == [
+    assert check_host_variables({"pki_extra_x": "ok"}, SPECS, ROOT) == []
+    assert check_host_variables({"pki_extra_x": 1}, SPECS, ROOT) == [
         "pki_extra_x: expected a string, got an integer (1)"
     ]
 
 
 def test_variables_of_no_role_and_internal_ones_are_ignored() -> None:
-    assert check_host_variables({"ansible_host": 1, "__common_x": 1, "other": []}, SPECS) == []
+    assert (
+        check_host_variables({"ansible_host": 1, "__common_x": 1, "other": []}, SPECS, ROOT) == []
+    )
 
 
 def test_renamed_and_removed_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(layout, "RENAMED_VARIABLES", {"ntp_servers": "common_chrony_servers"})
     monkeypatch.setattr(layout, "REMOVED_VARIABLES", {"common_old": "use common_packages"})
-    problems = check_host_variables({"ntp_servers": ["a"], "common_old": 1}, SPECS)
+    problems = check_host_variables({"ntp_servers": ["a"], "common_old": 1}, SPECS, ROOT)
     assert problems == [
         "common_old: was removed; use common_packages",
         "ntp_servers: was renamed to common_chrony_servers; rename it in the inventory "
@@ -108,8 +112,8 @@ def test_renamed_and_removed_variables(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def hostvars(**per_host: dict[str, Any]) -> dict[str, dict[str, Any]]:
     base: dict[str, dict[str, Any]] = {
-        "admin": {"pki_owner": "root"},
-        "gpu1": {"pki_owner": "root"},
+        "admin": {"pki_owner": "root", "sovereign_releases": {}},
+        "gpu1": {"pki_owner": "root", "sovereign_releases": {}},
     }
     for host, variables in per_host.items():
         base[host] = dict(base[host], **variables)
@@ -117,13 +121,24 @@ def hostvars(**per_host: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_a_sound_inventory_has_no_problem() -> None:
-    assert validate_inventory(hostvars(), GOOD_GROUPS, "2.19.14", SPECS) == []
+    assert validate_inventory(hostvars(), GOOD_GROUPS, "2.19.14", SPECS, ROOT) == []
+
+
+def test_an_inventory_run_without_the_release_table_is_refused() -> None:
+    variables = hostvars()
+    del variables["gpu1"]["sovereign_releases"]
+    problems = validate_inventory(variables, GOOD_GROUPS, "2.19.14", SPECS, ROOT)
+    assert [str(p) for p in problems] == [
+        "sovereign_releases: is not loaded or not a mapping; the release table lives in the "
+        "repository's group_vars/all/releases.yml: run the playbooks of the repository "
+        "(site.yml or playbooks/*.yml), which load it"
+    ]
 
 
 def test_required_options_are_checked_but_playbook_supplied_ones_are_not() -> None:
     variables = hostvars()
     del variables["gpu1"]["pki_owner"]
-    problems = validate_inventory(variables, GOOD_GROUPS, "2.19.14", SPECS)
+    problems = validate_inventory(variables, GOOD_GROUPS, "2.19.14", SPECS, ROOT)
     assert problems == [
         Problem(
             "pki_owner: is required by role 'pki' on this host and not set; "
@@ -136,12 +151,14 @@ def test_required_options_are_checked_but_playbook_supplied_ones_are_not() -> No
 
 def test_the_same_problem_on_many_hosts_is_reported_once_with_its_hosts() -> None:
     bad = {"common_packages": "vim"}
-    problems = validate_inventory(hostvars(admin=bad, gpu1=bad), GOOD_GROUPS, "2.19.14", SPECS)
+    problems = validate_inventory(
+        hostvars(admin=bad, gpu1=bad), GOOD_GROUPS, "2.19.14", SPECS, ROOT
+    )
     assert [str(p) for p in problems] == [
         "common_packages: expected a list, got a string ('vim'); write it as a YAML list: "
         "[vim] [all hosts]"
     ]
-    one = validate_inventory(hostvars(gpu1=bad), GOOD_GROUPS, "2.19.14", SPECS)
+    one = validate_inventory(hostvars(gpu1=bad), GOOD_GROUPS, "2.19.14", SPECS, ROOT)
     assert str(one[0]).endswith("[vim] [hosts: gpu1]")
 
 
@@ -153,7 +170,7 @@ def test_host_lists_are_shortened() -> None:
 def test_every_kind_of_problem_is_reported_together() -> None:
     groups = {k: v for k, v in GOOD_GROUPS.items() if k != "search"}
     problems = validate_inventory(
-        hostvars(admin={"pki_valid_days": "365"}), groups, "2.17.0", SPECS
+        hostvars(admin={"pki_valid_days": "365"}), groups, "2.17.0", SPECS, ROOT
     )
     text = [str(p) for p in problems]
     assert len(text) == 3

@@ -54,9 +54,14 @@ def inventory_problems(
     groups: Mapping[str, Iterable[str]],
     ansible_version: str,
     roles_paths: Iterable[str],
+    root: str,
 ) -> list[str]:
-    """Return one line per problem; an empty list when the inventory is sound."""
-    from sovereign.inventory import layout, serving
+    """Return one line per problem; an empty list when the inventory is sound.
+
+    ``root`` is the repository's root (relative paths of the release table).
+    """
+    from sovereign.inventory import layout, releases, serving
+    from sovereign.inventory.validate import CATALOG
 
     specs: dict[str, RoleSpec] = {}
     for roles_path in roles_paths:
@@ -74,7 +79,11 @@ def inventory_problems(
             + ", ".join(roles_paths)
         )
     prefixes = tuple(spec.prefix for spec in specs.values())
-    special = set(layout.RENAMED_VARIABLES) | set(layout.REMOVED_VARIABLES) | {serving.VARIABLE}
+    special = (
+        set(layout.RENAMED_VARIABLES)
+        | set(layout.REMOVED_VARIABLES)
+        | {serving.VARIABLE, releases.VARIABLE, CATALOG}
+    )
     hosts: dict[str, dict[str, Any]] = {}
     template_problems: list[str] = []
     unresolved: set[str] = set()
@@ -94,7 +103,7 @@ def inventory_problems(
                 template_problems.append(f"{name}: cannot be templated on {host}: {exc}")
                 unresolved.add(name)
         hosts[host] = values
-    problems = validate_inventory(hosts, groups, ansible_version, specs)
+    problems = validate_inventory(hosts, groups, ansible_version, specs, Path(root))
     # A variable that failed to template is reported once, as such, not
     # again as "required and not set".
     return template_problems + [
