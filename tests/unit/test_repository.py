@@ -40,11 +40,14 @@ def test_role_anatomy(role: Path) -> None:
 
 @pytest.mark.parametrize("role", ROLES, ids=[role.name for role in ROLES])
 def test_argument_spec_matches_defaults(role: Path) -> None:
-    options = load(role / "meta/argument_specs.yml")["argument_specs"]["main"]["options"]
+    specs = load(role / "meta/argument_specs.yml")["argument_specs"]
+    options = specs["main"]["options"]
+    # Other entry points (tasks_from) document their own inputs, defaulted here too.
+    others = {name for entry in specs.values() for name in entry.get("options", {})}
     defaults_text = (role / "defaults/main.yml").read_text(encoding="utf-8")
     defaults = load(role / "defaults/main.yml") or {}
     required = {name for name, spec in options.items() if spec.get("required")}
-    assert set(defaults) == set(options) - required
+    assert set(defaults) == (set(options) | others) - required
     for name in required:
         # An input without a safe default is shown commented out in defaults.
         assert re.search(rf"^# {name}:", defaults_text, re.MULTILINE), f"{name} not documented"
@@ -123,12 +126,27 @@ def test_no_secret_goes_through_the_environment_of_a_task(path: Path) -> None:
             assert not leaked, f"{task.get('name')!r} passes {leaked} in its environment"
 
 
+def _playbooks() -> list[Path]:
+    """The playbooks under playbooks/ (not their vars files or the release table)."""
+    return [
+        path
+        for path in sorted((ROOT / "playbooks").rglob("*.yml"))
+        if not {"vars", "group_vars"} & set(path.relative_to(ROOT / "playbooks").parts)
+    ]
+
+
 def _role_entries() -> list[tuple[Path, dict[str, Any]]]:
     entries = []
-    for path in sorted((ROOT / "playbooks").rglob("*.yml")):
+    for path in _playbooks():
         for play in load(path) or []:
             for entry in play.get("roles") or []:
                 entries.append((path, entry if isinstance(entry, dict) else {"role": entry}))
+            for task in _tasks(play):
+                included = task.get("ansible.builtin.include_role")
+                # A whole role included (not one entry point of it) is tagged too.
+                if isinstance(included, dict) and "tasks_from" not in included:
+                    tags = (included.get("apply") or {}).get("tags")
+                    entries.append((path, {"role": included["name"], "tags": tags}))
     return entries
 
 

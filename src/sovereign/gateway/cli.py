@@ -1,5 +1,10 @@
 """``sovereign gateway``: serve the inference gateway, or check its configuration.
 
+``set-models CONFIG MODELS`` replaces the model table of a configuration
+file (a rolling release moves a node to its new release this way, then
+reloads the gateway); the whole result is validated before it atomically
+replaces the file, and it prints ``changed`` or ``unchanged``.
+
 ``check-config NEW --running OLD`` also prints how a running gateway takes
 the change: ``reload`` (SIGHUP, in-flight requests kept) or ``restart``
 with the start-only keys that changed (the gateway role picks its handler
@@ -17,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from sovereign.gateway.config import load_config, needs_restart
+from sovereign.gateway.config import load_config, needs_restart, set_models
 from sovereign.gateway.errors import EXIT_BAD_CONFIG, ConfigError, StartupError
 
 PROG = "sovereign gateway"
@@ -44,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="the configuration running now: print 'reload' or 'restart: KEYS' for the change",
     )
+    models = commands.add_parser(
+        "set-models", help="replace the model table of a configuration file (JSON table)"
+    )
+    models.add_argument("config", type=Path)
+    models.add_argument("models", type=Path, help="JSON file: the new 'models' table")
     return parser
 
 
@@ -68,6 +78,9 @@ def main(
                 else:
                     keys = needs_restart(running, config)
                     out.write(f"restart: {', '.join(keys)}\n" if keys else "reload\n")
+        elif args.command == "set-models":
+            changed = set_models(args.config, args.models)
+            out.write("changed\n" if changed else "unchanged\n")
         else:
             from sovereign.gateway.server import serve
 

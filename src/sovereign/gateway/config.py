@@ -10,6 +10,8 @@ are checked after the shape, and all problems are reported at once.
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -554,3 +556,48 @@ def load_config(path: Path) -> GatewayConfig:
 def needs_restart(old: GatewayConfig, new: GatewayConfig) -> list[str]:
     """The start-only keys that differ between two configurations."""
     return [key for key in RESTART_KEYS if getattr(old, key) != getattr(new, key)]
+
+
+MAX_MODELS_FILE_BYTES = 4 << 20
+
+
+def set_models(path: Path, models_path: Path) -> bool:
+    """Replace the ``models`` table of the configuration file ``path`` with the
+    JSON table in ``models_path``; the result is validated whole, then renamed
+    over the file (same owner and mode). False when nothing changed."""
+    try:
+        raw = models_path.read_bytes()[: MAX_MODELS_FILE_BYTES + 1]
+    except OSError as exc:
+        raise ConfigError(f"cannot read {models_path}: {exc.strerror}") from exc
+    if len(raw) > MAX_MODELS_FILE_BYTES:
+        raise ConfigError(f"{models_path}: larger than {MAX_MODELS_FILE_BYTES} bytes")
+    try:
+        models = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{models_path}: not a JSON model table ({exc})") from exc
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    data["models"] = models
+    parse_config(data, f"{path} with the models of {models_path}")
+    header = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
+    body = yaml.safe_dump(
+        data, indent=2, sort_keys=True, default_flow_style=False, allow_unicode=True
+    )
+    if text == header + body:
+        return False
+    status = path.stat()
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        handle.write(header + body)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(temporary, status.st_mode & 0o7777)
+    if os.geteuid() == 0:
+        os.chown(temporary, status.st_uid, status.st_gid)
+    os.replace(temporary, path)
+    return True

@@ -293,6 +293,45 @@ def units(manifest: object, table: object, root: str) -> list[str]:
     ]
 
 
+ACTIVE = "sovereign_serving_active"
+
+
+def active_releases(
+    manifest: object, table: object, root: str, current: Mapping[str, str]
+) -> dict[str, str]:
+    """What a node serves now: per deployment, the release whose digest its
+    model's active version (``current``: model -> digest hex of the link
+    target) is, or "" when that version is no release of the table."""
+    found: dict[str, str] = {}
+    models = table.get("models", {}) if isinstance(table, Mapping) else {}
+    for deployment in deployments(manifest, table, Path(root)):
+        model = deployment.release.model
+        target = current.get(model, "")
+        found[deployment.name] = next(
+            (
+                name
+                for name, item in sorted(models.items())
+                if item.get("model") == model and item.get("digest") == f"sha256:{target}"
+            ),
+            "",
+        )
+    return found
+
+
+def urls(deployment: Deployment, host: str, scheme: str = "http") -> list[str]:
+    """The backend URLs of one deployment on one host, one per replica."""
+    return [f"{scheme}://{host}:{port}" for port in deployment.ports()]
+
+
+def host_backends(manifest: object, table: object, root: str, host: str) -> list[str]:
+    """Every backend URL of a host's manifest (what a drain of the host drains)."""
+    return [
+        url
+        for deployment in deployments(manifest, table, Path(root))
+        for url in urls(deployment, host)
+    ]
+
+
 def gateway_models(
     hostvars: Mapping[str, Mapping[str, Any]],
     hosts: Iterable[str],
@@ -302,24 +341,34 @@ def gateway_models(
 ) -> dict[str, dict[str, Any]]:
     """``gateway_models``, derived from every serving host's manifest: per model
     the releases serving it (a version each, weighted by replica count), each
-    with every serving host x replica port as a backend in each of its tiers."""
+    with every serving host x replica port as a backend in each of its tiers.
+
+    Where a host reports what it serves now (the fact ``sovereign_serving_active``,
+    read by the data plane and governance playbooks), a deployment counts under
+    that release, not the manifest's: mid-rollout, a node not yet activated is
+    audited with the digest it really serves; a node serving no release of the
+    table gets no traffic."""
     base = Path(root)
     replicas: dict[str, dict[str, int]] = {}
     backends: dict[tuple[str, str], dict[str, list[str]]] = {}
     found: dict[str, ModelRelease] = {}
     for host in hosts:
-        manifest = hostvars[host].get(VARIABLE, {"deployments": []})
+        variables = hostvars[host]
+        manifest = variables.get(VARIABLE, {"deployments": []})
+        active = variables.get(ACTIVE)
         for deployment in deployments(manifest, table, base):
             release = deployment.release
+            if isinstance(active, Mapping) and deployment.name in active:
+                if not active[deployment.name]:
+                    continue
+                release = releases.model_release(table, active[deployment.name])
             public = release.served_model_name
             found[release.name] = release
             counts = replicas.setdefault(public, {})
             counts[release.name] = counts.get(release.name, 0) + deployment.replicas
             tiers = backends.setdefault((public, release.name), {})
             for tier in deployment.tiers:
-                tiers.setdefault(tier, []).extend(
-                    f"{scheme}://{host}:{port}" for port in deployment.ports()
-                )
+                tiers.setdefault(tier, []).extend(urls(deployment, host, scheme))
     models: dict[str, dict[str, Any]] = {}
     for public, counts in sorted(replicas.items()):
         names = sorted(counts)

@@ -73,3 +73,32 @@ def test_check_config_says_whether_the_running_gateway_reloads_or_restarts(
     assert verdict(drained) == "restart: drain_file"
     running.write_text("not: [valid")
     assert verdict(BASE_CONFIG) == "restart: the running configuration cannot be read"
+
+
+def test_set_models_replaces_the_table_validated_and_atomically(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "gateway.yml"
+    path.write_text("# managed by Ansible\n" + yaml.safe_dump(BASE_CONFIG, indent=2))
+    path.chmod(0o640)
+    models = yaml.safe_load(yaml.safe_dump(BASE_CONFIG["models"]))
+    models["tiny"]["versions"][0]["backends"]["general"] = ["http://gpu2:8000"]
+    table = tmp_path / "models.json"
+    table.write_text(json.dumps(models))
+    out = io.StringIO()
+    assert main(["set-models", str(path), str(table)], stdout=out) == 0
+    assert out.getvalue() == "changed\n"
+    text = path.read_text()
+    assert text.startswith("# managed by Ansible\n")
+    assert yaml.safe_load(text)["models"] == models
+    assert path.stat().st_mode & 0o777 == 0o640
+    out = io.StringIO()
+    assert main(["set-models", str(path), str(table)], stdout=out) == 0
+    assert out.getvalue() == "unchanged\n"
+    # A table the gateway would refuse leaves the file as it was.
+    models["tiny"]["versions"][0]["weight"] = 1
+    table.write_text(json.dumps(models))
+    err = io.StringIO()
+    assert main(["set-models", str(path), str(table)], stderr=err) == 2
+    assert "weights sum to 6, not 100" in err.getvalue()
+    assert path.read_text() == text

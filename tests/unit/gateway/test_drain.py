@@ -6,6 +6,7 @@ file is read, bounded, at start and on reload."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +26,7 @@ from tests.unit.gateway.conftest import (
 STAFF = {"groups": ["staff"], "preferred_username": "dana"}
 
 
-def ask(harness: Harness, model: str = "tiny") -> httpx.Response:
+def ask(harness: Harness, model: str = "tiny") -> Any:
     with harness.client() as client:
         return client.post("/v1/chat/completions", json=chat(model), headers=harness.auth(**STAFF))
 

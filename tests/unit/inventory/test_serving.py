@@ -239,3 +239,36 @@ def test_mid_rollout_each_release_is_a_version_weighted_by_its_replicas(
         ("llama-2026-11", 33, DIGEST2),
     ]
     assert versions[1]["backends"] == {"general": ["http://a:8000"]}
+
+
+def test_what_a_node_serves_now_is_read_from_its_active_digests(
+    table: dict[str, Any], root: Path
+) -> None:
+    value = manifest(deployment(release="llama-2026-11"))
+    assert serving.active_releases(value, table, str(root), {"llama-3-70b": "ab" * 32}) == {
+        "llama": "llama-2026-10"
+    }
+    assert serving.active_releases(value, table, str(root), {}) == {"llama": ""}
+    assert serving.host_backends(value, table, str(root), "gpu1") == [
+        "http://gpu1:8000",
+        "http://gpu1:8001",
+    ]
+
+
+def test_mid_rollout_the_gateway_counts_a_node_under_what_it_serves_now(
+    table: dict[str, Any], root: Path
+) -> None:
+    # Every manifest already names the new release; gpu2 is not activated yet
+    # and gpu3 serves an artifact that is no release at all.
+    new = manifest(deployment(release="llama-2026-11", replicas=1, gpus_per_replica=4))
+    hostvars = {
+        "gpu1": {"sovereign_serving": new, "sovereign_serving_active": {"llama": "llama-2026-11"}},
+        "gpu2": {"sovereign_serving": new, "sovereign_serving_active": {"llama": "llama-2026-10"}},
+        "gpu3": {"sovereign_serving": new, "sovereign_serving_active": {"llama": ""}},
+    }
+    models = serving.gateway_models(hostvars, ["gpu1", "gpu2", "gpu3"], table, str(root))
+    versions = {v["name"]: v for v in models["llama-3-70b"]["versions"]}
+    assert versions["llama-2026-10"]["backends"] == {"general": ["http://gpu2:8000"]}
+    assert versions["llama-2026-11"]["backends"] == {"general": ["http://gpu1:8000"]}
+    assert versions["llama-2026-10"]["digest"] == DIGEST
+    assert sorted(v["weight"] for v in versions.values()) == [50, 50]

@@ -56,4 +56,8 @@ class FilterModule:
             "sovereign_serving_units": _wrap("sovereign_serving_units", serving.units),
             "sovereign_gateway_models": _wrap("sovereign_gateway_models", serving.gateway_models),
             "sovereign_catalog": _wrap("sovereign_catalog", _catalog),
+            "sovereign_serving_active": _wrap("sovereign_serving_active", serving.active_releases),
+            "sovereign_serving_backends": _wrap(
+                "sovereign_serving_backends", serving.host_backends
+            ),
         }
