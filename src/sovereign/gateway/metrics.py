@@ -40,6 +40,7 @@ class _Backends(Collector):
         yield in_flight
         yield draining
 
+
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 

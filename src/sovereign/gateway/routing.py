@@ -107,9 +107,7 @@ class Router:
         self._routes: dict[tuple[str, str, str], tuple[str, str, Iterator[str]] | None] = {}
         for name, model in config.models.items():
             for tier in sorted(tiers.get(name, ())):
-                fallback = next(
-                    (v for v in model.versions if (name, v.name, tier) in live), None
-                )
+                fallback = next((v for v in model.versions if (name, v.name, tier) in live), None)
                 for v in model.versions:
                     answering = v if (name, v.name, tier) in live else fallback
                     self._routes[name, v.name, tier] = (

@@ -55,6 +55,7 @@ OPTIONAL_GROUPS: tuple[GroupRule, ...] = (
 # supplies them, listed in PLAYBOOK_SUPPLIED).
 ROLE_GROUPS: dict[str, tuple[str, ...]] = {
     "common": ("all",),
+    "network_policy": ("all",),
     "pki": ("all",),
     "model_registry": ("registry",),
     "sovereign_package": ("gpu_nodes", "gateway"),
@@ -69,6 +70,7 @@ ROLE_GROUPS: dict[str, tuple[str, ...]] = {
 # themselves: an inventory need not (and should not) set them.
 PLAYBOOK_SUPPLIED: dict[str, frozenset[str]] = {
     "pki": frozenset({"pki_ca_host"}),
+    "network_policy": frozenset({"network_policy_rules"}),
     "sovereign_package": frozenset({"sovereign_package_wheelhouse_dir"}),
     "vllm": frozenset({"vllm_wheelhouse_dir"}),
     # Derived from every serving node's manifest (playbooks/governance_plane.yml).
