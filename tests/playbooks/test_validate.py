@@ -269,3 +269,20 @@ def test_every_entry_playbook_validates_first_whatever_it_is_narrowed_to(
     assert "pki_renew_before_day: is not a variable of role 'pki'" in result.stdout
     # Nothing after the validation ran: every example host is unreachable.
     assert "UNREACHABLE" not in result.stdout and "Gathering Facts" not in result.stdout
+
+
+def test_a_misspelt_playbook_variable_fails_with_a_suggestion(example: Path) -> None:
+    write_group_vars(example, "rollout.yml", {"sovereign_rollout_batchs": 2})
+    result = run_validate(example)
+    assert result.returncode != 0
+    assert (
+        "sovereign_rollout_batchs: is not a variable of Sovereign's playbooks; did you mean "
+        "sovereign_rollout_batch? (see playbooks/vars/argument_specs.yml)" in result.stdout
+    )
+
+
+def test_a_playbook_variable_of_the_wrong_type_fails_naming_it(example: Path) -> None:
+    write_group_vars(example, "network.yml", {"sovereign_controller_networks": "10.0.0.0/8"})
+    result = run_validate(example)
+    assert result.returncode != 0
+    assert "sovereign_controller_networks: expected a list, got a string" in result.stdout

@@ -167,3 +167,26 @@ def test_no_code_edits_sys_path() -> None:
     """Plugins import the installed package; they do not patch the import path."""
     for path in sorted((ROOT / "src").rglob("*.py")):
         assert "sys.path" not in path.read_text(encoding="utf-8"), path
+
+
+def test_every_sovereign_variable_the_playbooks_read_has_a_spec() -> None:
+    """Play-level variables are validated like role variables: each one the
+    playbooks read is in playbooks/vars/argument_specs.yml (or is the release
+    table, a serving manifest, the catalog, a filter or a role's own)."""
+    spec = load(ROOT / "playbooks/vars/argument_specs.yml")["argument_specs"]["main"]["options"]
+    special = {"sovereign_releases", "sovereign_serving", "sovereign_model_catalog"}
+    filters: set[str] = set()
+    for path in (ROOT / "src/sovereign/ansible/filter").glob("*.py"):
+        filters.update(re.findall(r'"(sovereign_[a-z0-9_]+)":', path.read_text(encoding="utf-8")))
+    texts = [path.read_text(encoding="utf-8") for path in _playbooks()]
+    texts.append((ROOT / "playbooks/vars/serving.yml").read_text(encoding="utf-8"))
+    read = {
+        name for text in texts for name in re.findall(r"\bsovereign_[a-z0-9_]+\b(?!\.py)", text)
+    }
+    roles = {path.name for path in (ROOT / "roles").iterdir()}
+    unknown = sorted(
+        name
+        for name in read - set(spec) - special - filters - roles
+        if not name.startswith("sovereign_package_")
+    )
+    assert unknown == []

@@ -27,9 +27,10 @@ class RoleSpec:
         return sorted(name for name, spec in self.options.items() if spec.get("required"))
 
 
-def load_role_spec(role_dir: Path) -> RoleSpec:
-    """Read ``<role_dir>/meta/argument_specs.yml`` and return its main entry point."""
-    path = role_dir / "meta" / "argument_specs.yml"
+def load_role_spec(role_dir: Path, path: Path | None = None) -> RoleSpec:
+    """Read ``<role_dir>/meta/argument_specs.yml`` (or ``path``) and return its
+    main entry point."""
+    path = path or role_dir / "meta" / "argument_specs.yml"
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -59,3 +60,17 @@ def load_role_specs(roles_dir: Path) -> dict[str, RoleSpec]:
         for role_dir in sorted(roles_dir.iterdir())
         if (role_dir / "meta" / "argument_specs.yml").is_file()
     }
+
+
+# The play-level variables of the playbooks, as one pseudo-role named
+# "sovereign" (prefix sovereign_; a role's longer prefix, sovereign_package_,
+# still wins).
+PLAY_ROLE = "sovereign"
+PLAY_SPEC = Path("playbooks/vars/argument_specs.yml")
+
+
+def load_play_spec(root: Path) -> RoleSpec:
+    """The spec of the playbooks' own ``sovereign_*`` variables."""
+    path = root / PLAY_SPEC
+    spec = load_role_spec(path.parent.parent.parent / "_", path=path)
+    return RoleSpec(role=PLAY_ROLE, options=spec.options)

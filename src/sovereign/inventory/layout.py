@@ -89,6 +89,10 @@ RENAMED_VARIABLES: dict[str, str] = {
 
 # Variables that no longer exist: name -> what to do instead.
 REMOVED_VARIABLES: dict[str, str] = {
+    "sovereign_vllm_wheelhouse": (
+        "the runtime release of the release table (group_vars/all/releases.yml) names "
+        "its wheelhouse"
+    ),
     # geerlingguy.security: Sovereign never upgrades nodes unattended.
     "security_autoupdate_enabled": (
         "Sovereign never upgrades packages unattended: versions are pinned per "

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sovereign.inventory import layout, releases, serving
-from sovereign.inventory.argspec import RoleSpec
+from sovereign.inventory.argspec import PLAY_ROLE, PLAY_SPEC, RoleSpec
 from sovereign.inventory.typecheck import check_value
 
 
@@ -153,10 +153,16 @@ def check_host_variables(
         if option is None:
             close = difflib.get_close_matches(name, list(spec.options), n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
-            problems.append(
-                f"{name}: is not a variable of role {spec.role!r}{hint} "
-                f"(see roles/{spec.role}/defaults/main.yml)"
-            )
+            if spec.role == PLAY_ROLE:
+                problems.append(
+                    f"{name}: is not a variable of Sovereign's playbooks{hint} "
+                    f"(see {PLAY_SPEC})"
+                )
+            else:
+                problems.append(
+                    f"{name}: is not a variable of role {spec.role!r}{hint} "
+                    f"(see roles/{spec.role}/defaults/main.yml)"
+                )
             continue
         problems.extend(check_value(name, variables[name], option))
     return problems

@@ -71,7 +71,7 @@ def test_reports_problems_and_templates_only_role_variables(tmp_path: Path) -> N
         GROUPS,
         "2.19.14",
         [str(tmp_path / "missing"), str(tmp_path)],
-        str(tmp_path),
+        str(ROOT),
     )
     assert problems == [
         "common_packages: expected a list, got a string ('vim'); "
@@ -87,7 +87,7 @@ def test_a_variable_that_cannot_be_templated_is_a_problem(tmp_path: Path) -> Non
         broken={"common_packages"},
     )
     problems = load_plugin().inventory_problems(
-        {"admin": host}, GROUPS, "2.19.14", [str(tmp_path)], str(tmp_path)
+        {"admin": host}, GROUPS, "2.19.14", [str(tmp_path)], str(ROOT)
     )
     assert problems == [
         "common_packages: cannot be templated on admin: 'undefined_thing' is undefined"
@@ -107,14 +107,14 @@ def test_nested_lazy_values_are_templated_inside_the_check(tmp_path: Path) -> No
     )
     host = LazyVars({"reg_users": LazyList([1]), "sovereign_releases": {}})
     problems = load_plugin().inventory_problems(
-        {"admin": host}, GROUPS, "2.19.14", [str(tmp_path)], str(tmp_path)
+        {"admin": host}, GROUPS, "2.19.14", [str(tmp_path)], str(ROOT)
     )
     assert problems == ["reg_users: cannot be templated on admin: 'vault_secret' is undefined"]
 
 
 def test_no_roles_found_is_an_ansible_error(tmp_path: Path) -> None:
     with pytest.raises(AnsibleFilterError, match="no role with meta/argument_specs.yml found"):
-        load_plugin().inventory_problems({}, GROUPS, "2.19.14", [str(tmp_path)], str(tmp_path))
+        load_plugin().inventory_problems({}, GROUPS, "2.19.14", [str(tmp_path)], str(ROOT))
 
 
 def test_a_malformed_spec_is_an_ansible_error(tmp_path: Path) -> None:
@@ -122,4 +122,4 @@ def test_a_malformed_spec_is_an_ansible_error(tmp_path: Path) -> None:
     meta.mkdir(parents=True)
     (meta / "argument_specs.yml").write_text("argument_specs: [", encoding="utf-8")
     with pytest.raises(AnsibleFilterError, match="is not valid YAML"):
-        load_plugin().inventory_problems({}, GROUPS, "2.19.14", [str(tmp_path)], str(tmp_path))
+        load_plugin().inventory_problems({}, GROUPS, "2.19.14", [str(tmp_path)], str(ROOT))

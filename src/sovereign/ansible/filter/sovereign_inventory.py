@@ -61,6 +61,7 @@ def inventory_problems(
     ``root`` is the repository's root (relative paths of the release table).
     """
     from sovereign.inventory import layout, releases, serving
+    from sovereign.inventory.argspec import PLAY_ROLE, load_play_spec
     from sovereign.inventory.validate import CATALOG
 
     specs: dict[str, RoleSpec] = {}
@@ -71,6 +72,11 @@ def inventory_problems(
         try:
             for name, spec in load_role_specs(path).items():
                 specs.setdefault(name, spec)
+        except SpecError as exc:
+            raise AnsibleFilterError(f"sovereign_inventory_problems: {exc}") from exc
+    if specs:
+        try:
+            specs[PLAY_ROLE] = load_play_spec(Path(root))
         except SpecError as exc:
             raise AnsibleFilterError(f"sovereign_inventory_problems: {exc}") from exc
     if not specs:
