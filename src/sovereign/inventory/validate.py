@@ -155,8 +155,7 @@ def check_host_variables(
             hint = f"; did you mean {close[0]}?" if close else ""
             if spec.role == PLAY_ROLE:
                 problems.append(
-                    f"{name}: is not a variable of Sovereign's playbooks{hint} "
-                    f"(see {PLAY_SPEC})"
+                    f"{name}: is not a variable of Sovereign's playbooks{hint} (see {PLAY_SPEC})"
                 )
             else:
                 problems.append(
