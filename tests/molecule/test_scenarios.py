@@ -21,15 +21,25 @@ TIMEOUT_S = 1800
 
 
 def scenarios() -> list[pytest.ParameterSet]:
+    """One test per scenario directory. A role whose molecule/<scenario> links
+    to another role's shares that scenario (one converge of both, both
+    verifies): it runs once, from the directory it really is in."""
     found = sorted(ROOT.glob("roles/*/molecule/*/molecule.yml")) + sorted(
         ROOT.glob("molecule/*/molecule.yml")
     )
-    params = []
+    by_directory: dict[Path, list[str]] = {}
     for molecule_yml in found:
-        scenario = molecule_yml.parent.name
         project = molecule_yml.parent.parent.parent
         name = project.relative_to(ROOT).as_posix() or "platform"
-        params.append(pytest.param(project, scenario, id=f"{name}:{scenario}"))
+        by_directory.setdefault(molecule_yml.resolve().parent, []).append(name)
+    params = []
+    for directory, names in by_directory.items():
+        scenario = directory.name
+        project = directory.parent.parent
+        own = project.relative_to(ROOT).as_posix() or "."
+        shared = [name.removeprefix("roles/") for name in names if name != own]
+        label = own + ("+" + "+".join(shared) if shared else "")
+        params.append(pytest.param(project, scenario, id=f"{label}:{scenario}"))
     return params
 
 

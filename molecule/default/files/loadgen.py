@@ -3,7 +3,8 @@
 
 Usage: loadgen.py URL TOKEN_FILE CA_FILE RESULT_FILE STOP_FILE
 
-Sends one completion at a time (bearer token from TOKEN_FILE) until
+Sends one completion at a time, about 50 a minute (under the lab user's
+60-a-minute quota), with the bearer token from TOKEN_FILE until
 STOP_FILE exists or 15 minutes pass, then writes RESULT_FILE as JSON:
 {"ok": n, "failed": n, "failures": [first 20 "status: text"]}. Every
 request has a 60 s timeout; anything but a 200 with text is a failure.
@@ -53,7 +54,7 @@ def main() -> int:
             failures.append(f"{exc.code}: {exc.read()[:200]!r}")
         except (OSError, ValueError, KeyError, IndexError) as exc:
             failures.append(f"error: {exc!r}"[:200])
-        time.sleep(0.2)
+        time.sleep(1.2)
     result = {"ok": ok, "failed": len(failures), "failures": failures[:20]}
     Path(result_file).write_text(json.dumps(result), encoding="utf-8")
     return 0
