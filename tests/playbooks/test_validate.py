@@ -286,3 +286,34 @@ def test_a_playbook_variable_of_the_wrong_type_fails_naming_it(example: Path) ->
     result = run_validate(example)
     assert result.returncode != 0
     assert "sovereign_controller_networks: expected a list, got a string" in result.stdout
+
+
+def test_the_example_inventory_renders_for_every_host(tmp_path: Path) -> None:
+    """What site.yml would install, derived for every host of the example
+    datacenter without contacting one (playbooks/preview.yml)."""
+    from sovereign.gateway.config import ModelEntry
+
+    out = tmp_path / "preview"
+    result = run_validate(
+        ROOT / "inventories/example",
+        playbook="playbooks/preview.yml",
+        extra=("-e", f"sovereign_preview_dir={out}"),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    gpu = [f"fra1-gpu0{n}.dc.example.internal" for n in range(1, 7)]
+    for host in gpu:
+        serving = json.loads((out / host / "serving.json").read_text(encoding="utf-8"))
+        assert serving["release_runtime"]["cuda_version"] == "12.8"
+        assert serving["models"][0]["digest"].startswith("sha256:")
+    h200 = json.loads((out / gpu[5] / "serving.json").read_text(encoding="utf-8"))
+    assert [i["port"] for i in h200["instances"]] == [8000, 8001, 8002, 8003]
+    for gateway in ("fra1-gw01.dc.example.internal", "fra1-gw02.dc.example.internal"):
+        table = json.loads((out / gateway / "gateway-models.json").read_text(encoding="utf-8"))
+        entry = ModelEntry.model_validate(table["llama-3.3-70b-instruct"])
+        backends = entry.versions[0].backends
+        # Every replica of every serving node: 4 H100 nodes x 2, 2 H200 nodes x 4.
+        assert len(backends["general"]) == 8 and len(backends["restricted"]) == 8
+    catalog = json.loads(
+        (out / "fra1-reg01.dc.example.internal/catalog.json").read_text(encoding="utf-8")
+    )
+    assert catalog[0]["release"] == "llama-3.3-70b-instruct-2026-10"
