@@ -190,3 +190,36 @@ def test_every_sovereign_variable_the_playbooks_read_has_a_spec() -> None:
         if not name.startswith("sovereign_package_")
     )
     assert unknown == []
+
+
+def test_one_restart_path_per_change_in_the_data_plane() -> None:
+    """A model switch and a unit change restart a vLLM instance once, in the
+    vllm role's restart task (after every unit is written): model_sync is
+    handed no units to restart, and the vllm role has no restart handler."""
+    plays = load(ROOT / "playbooks/data_plane.yml")
+    text = (ROOT / "playbooks/data_plane.yml").read_text(encoding="utf-8")
+    assert "model_sync_restart_units" not in text
+    handlers = load(ROOT / "roles/vllm/handlers/main.yml")
+    assert all("state" not in str(handler) for handler in handlers)
+    restarts = [
+        task
+        for task in _tasks(load(ROOT / "roles/vllm/tasks/instances.yml"))
+        if (task.get("ansible.builtin.systemd_service") or {}).get("state") == "restarted"
+    ]
+    assert len(restarts) == 1
+    assert plays
+
+
+def test_the_active_model_is_not_rehashed_by_the_data_plane() -> None:
+    """The cached copy is verified again only when model_sync runs on its own
+    (phase "all"); the data plane stages and activates without re-hashing it,
+    and the unit verifies before every start."""
+    verify = next(
+        task
+        for task in _tasks(load(ROOT / "roles/model_sync/tasks/model.yml"))
+        if str(task.get("name", "")).startswith("model | Verify the cached copy")
+    )
+    assert "model_sync_phase == 'all'" in verify["when"]
+    assert "not __model_sync_is_active" in verify["when"]
+    unit = (ROOT / "roles/vllm/templates/vllm.service.j2").read_text(encoding="utf-8")
+    assert "ExecStartPre={{ __vllm_helper_dir }}/vllm-verify-model" in unit
