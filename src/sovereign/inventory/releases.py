@@ -223,14 +223,23 @@ def _public_key(release: ModelRelease, root: Path) -> str:
     return text
 
 
+def _unknown(table: object, section: str, kind: str, name: object, where: str) -> list[str]:
+    """The problem of a reference to ``name`` that ``section`` of the table lacks."""
+    entries = table.get(section, {}) if isinstance(table, Mapping) else {}
+    if isinstance(entries, Mapping) and name in entries:
+        return []
+    known = sorted(entries) if isinstance(entries, Mapping) else []
+    return [f"{where}: {name!r} is not {kind} of {VARIABLE} (known: {known})"]
+
+
 def check_model_reference(table: object, name: object, where: str, root: Path) -> list[str]:
     """Problems of a reference to a model release: it exists, pins a digest, and
     its signing key is a PEM public key on the controller."""
-    models = table.get("models", {}) if isinstance(table, Mapping) else {}
-    if not isinstance(models, Mapping) or name not in models:
-        known = sorted(models) if isinstance(models, Mapping) else []
-        return [f"{where}: {name!r} is not a model release of {VARIABLE} (known: {known})"]
-    item = models[name]
+    missing = _unknown(table, "models", "a model release", name, where)
+    if missing:
+        return missing
+    assert isinstance(table, Mapping)
+    item = table["models"][name]
     problems: list[str] = []
     digest = item.get("digest")
     if not (isinstance(digest, str) and DIGEST.match(digest)):
@@ -249,11 +258,11 @@ def check_model_reference(table: object, name: object, where: str, root: Path) -
 def check_runtime_reference(table: object, name: object, where: str, root: Path) -> list[str]:
     """Problems of a reference to a runtime release: it exists and its wheel
     table is a file on the controller."""
-    runtimes = table.get("runtimes", {}) if isinstance(table, Mapping) else {}
-    if not isinstance(runtimes, Mapping) or name not in runtimes:
-        known = sorted(runtimes) if isinstance(runtimes, Mapping) else []
-        return [f"{where}: {name!r} is not a runtime release of {VARIABLE} (known: {known})"]
-    requirements = runtimes[name].get("requirements")
+    missing = _unknown(table, "runtimes", "a runtime release", name, where)
+    if missing:
+        return missing
+    assert isinstance(table, Mapping)
+    requirements = table["runtimes"][name].get("requirements")
     if isinstance(requirements, str):
         path = resolve_path(requirements, root)
         if not path.is_file():
@@ -265,11 +274,7 @@ def check_runtime_reference(table: object, name: object, where: str, root: Path)
 
 
 def check_profile_reference(table: object, name: object, where: str) -> list[str]:
-    profiles = table.get("hardware_profiles", {}) if isinstance(table, Mapping) else {}
-    if not isinstance(profiles, Mapping) or name not in profiles:
-        known = sorted(profiles) if isinstance(profiles, Mapping) else []
-        return [f"{where}: {name!r} is not a hardware profile of {VARIABLE} (known: {known})"]
-    return []
+    return _unknown(table, "hardware_profiles", "a hardware profile", name, where)
 
 
 def model_release(table: object, name: str) -> ModelRelease:
