@@ -56,9 +56,28 @@ def write_role(roles: Path) -> None:
     )
 
 
-def test_registers_the_filter() -> None:
+def test_registers_every_inventory_filter() -> None:
     plugin = load_plugin()
-    assert set(plugin.FilterModule().filters()) == {"sovereign_inventory_problems"}
+    assert set(plugin.FilterModule().filters()) == {
+        "sovereign_inventory_problems",
+        "sovereign_serving_models",
+        "sovereign_serving_instances",
+        "sovereign_serving_runtime",
+        "sovereign_serving_units",
+        "sovereign_serving_active",
+        "sovereign_serving_backends",
+        "sovereign_gateway_models",
+        "sovereign_catalog",
+        "sovereign_flow_rules",
+        "sovereign_flow_probes",
+    }
+
+
+def test_flow_filters_name_themselves_in_errors() -> None:
+    flow_rules = load_plugin().FilterModule().filters()["sovereign_flow_rules"]
+    hostvars = {"gpu1": {"sovereign_controller_networks": ["10.0.0.1/8"]}}
+    with pytest.raises(AnsibleFilterError, match=r"^sovereign_flow_rules: .*10\.0\.0\.1/8"):
+        flow_rules("gpu1", hostvars, {"all": ["gpu1"], "gpu_nodes": ["gpu1"]})
 
 
 def test_reports_problems_and_templates_only_role_variables(tmp_path: Path) -> None:

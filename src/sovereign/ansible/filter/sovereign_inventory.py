@@ -1,23 +1,40 @@
-"""Filter ``sovereign_inventory_problems``: every problem of an inventory, as text.
+"""The filters that read the inventory through ``sovereign.inventory``.
 
-Used by ``playbooks/validate.yml``, the first play of ``site.yml``. Ansible
-loads this file by path (``filter_plugins`` in ansible.cfg) and it imports
-the installed package by name: Ansible runs from the project's virtualenv,
-where ``make venv`` installed it.
+- ``sovereign_inventory_problems``: every problem of an inventory, as text
+  (``playbooks/validate.yml``, the first play of every entry playbook).
+- ``sovereign_serving_*``, ``sovereign_gateway_models``,
+  ``sovereign_catalog``: the serving manifest (``sovereign.inventory.serving``)
+  and the release table (``sovereign.inventory.releases``) turned into the
+  inputs of ``model_sync``, ``vllm`` and the gateway
+  (``playbooks/vars/serving.yml``, ``playbooks/control_plane.yml``,
+  ``playbooks/governance_plane.yml``); roles never read either themselves.
+- ``sovereign_flow_rules``, ``sovereign_flow_probes``: a host's inbound allow
+  list for the ``network_policy`` role (``playbooks/foundation.yml``) and the
+  connections ``playbooks/check_flows.yml`` tries
+  (``sovereign.inventory.flows``).
+
+Ansible loads this file by path (``filter_plugins`` in ansible.cfg) and it
+imports the installed package by name: Ansible runs from the project's
+virtualenv, where ``make venv`` installed it. An ``InventoryError`` becomes an
+``AnsibleFilterError`` that names the filter.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 try:
     from sovereign.inventory import (
+        InventoryError,
         RoleSpec,
         SpecError,
+        flows,
         load_role_specs,
+        releases,
+        serving,
         validate_inventory,
     )
 except ImportError as exc:  # pragma: no cover - depends on how Ansible was started
@@ -60,7 +77,7 @@ def inventory_problems(
 
     ``root`` is the repository's root (relative paths of the release table).
     """
-    from sovereign.inventory import layout, releases, serving
+    from sovereign.inventory import layout
     from sovereign.inventory.argspec import PLAY_ROLE, load_play_spec
     from sovereign.inventory.validate import CATALOG
 
@@ -117,8 +134,38 @@ def inventory_problems(
     ]
 
 
+def _wrap(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any) -> Any:
+        try:
+            return function(*args)
+        except InventoryError as exc:
+            raise AnsibleFilterError(f"{name}: {exc}") from exc
+
+    return call
+
+
+def _catalog(entries: object, table: object, root: str) -> list[dict[str, str]]:
+    return releases.catalog(entries, table, Path(root))
+
+
+_DERIVED: dict[str, Callable[..., Any]] = {
+    "sovereign_serving_models": serving.model_sync_models,
+    "sovereign_serving_instances": serving.vllm_instances,
+    "sovereign_serving_runtime": serving.runtime,
+    "sovereign_serving_units": serving.units,
+    "sovereign_serving_active": serving.active_releases,
+    "sovereign_serving_backends": serving.host_backends,
+    "sovereign_gateway_models": serving.gateway_models,
+    "sovereign_catalog": _catalog,
+    "sovereign_flow_rules": flows.host_rules,
+    "sovereign_flow_probes": flows.probes,
+}
+
+
 class FilterModule:
     """Ansible filter plugin entry point."""
 
     def filters(self) -> dict[str, Any]:
-        return {"sovereign_inventory_problems": inventory_problems}
+        table: dict[str, Any] = {"sovereign_inventory_problems": inventory_problems}
+        table.update({name: _wrap(name, function) for name, function in _DERIVED.items()})
+        return table

@@ -1,4 +1,5 @@
-"""The serving filters, called the way Ansible calls them."""
+"""The filters derived from the serving manifest and the release table,
+called the way Ansible calls them."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def test_filters_derive_inputs_and_name_the_bad_key(tmp_path: Path) -> None:
     (tmp_path / "runtimes").mkdir()
     (tmp_path / "runtimes/cu128.txt").write_text("")
     root = str(tmp_path)
-    filters = load_filter("sovereign_serving.py").FilterModule().filters()
+    filters = load_filter("sovereign_inventory.py").FilterModule().filters()
     manifest: dict[str, Any] = {
         "deployments": [
             {
