@@ -16,7 +16,7 @@ export NO_COLOR ?= 1
 
 LAB_INVENTORY := inventories/lab
 
-.PHONY: help venv docker base-image test-packages wheelhouse bootstrap lint test test-fast lab lab-down
+.PHONY: help venv docker base-image test-packages wheelhouse vllm-image bootstrap lint test test-fast lab lab-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,7 +37,10 @@ wheelhouse: venv ## Build the wheelhouses the nodes install from (sovereign, vll
 	@scripts/build-wheelhouse.sh
 	@scripts/build-vllm-wheelhouse.sh
 
-bootstrap: venv base-image
+vllm-image: base-image wheelhouse ## Stage the lab's vLLM runtime into an image for serving nodes, once
+	@scripts/build-vllm-image.sh
+
+bootstrap: venv base-image vllm-image
 
 lint: venv ## yamllint, ansible-lint (production), ruff, mypy --strict
 	yamllint --strict .
@@ -50,9 +53,9 @@ test-fast: lint ## Lint and unit tests, no containers
 	pytest -m "not molecule"
 
 test: bootstrap test-packages lint ## Everything: lint, unit tests, every molecule scenario
-	pytest
+	pytest --numprocesses 2 --dist loadgroup
 
-lab: bootstrap wheelhouse ## Bring the whole platform up in local containers
+lab: bootstrap ## Bring the whole platform up in local containers
 	ansible-playbook playbooks/lab/up.yml
 	ansible-playbook playbooks/lab/model.yml
 	ansible-playbook -i $(LAB_INVENTORY) site.yml

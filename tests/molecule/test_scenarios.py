@@ -17,26 +17,35 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = os.environ.get("SOVEREIGN_BASE_IMAGE", "sovereign/base:bookworm")
-TIMEOUT_S = 1800
+# The serving nodes' image: the base image with the lab's vLLM runtime staged.
+VLLM_IMAGE = os.environ.get("SOVEREIGN_VLLM_IMAGE", "sovereign/vllm-node:bookworm")
+# Beside another scenario on two cores the platform takes about 25 minutes.
+TIMEOUT_S = 2700
+
+
+def label_of(project: Path) -> str:
+    """``roles/<name>`` for a role's scenario, ``platform`` for the root's."""
+    return "platform" if project == ROOT else project.relative_to(ROOT).as_posix()
 
 
 def scenarios() -> list[pytest.ParameterSet]:
     """One test per scenario directory. A role whose molecule/<scenario> links
     to another role's shares that scenario (one converge of both, both
     verifies): it runs once, from the directory it really is in."""
-    found = sorted(ROOT.glob("roles/*/molecule/*/molecule.yml")) + sorted(
-        ROOT.glob("molecule/*/molecule.yml")
+    # The platform's first: the longest, it starts at once on its own
+    # worker under `make test` (tests/conftest.py).
+    found = sorted(ROOT.glob("molecule/*/molecule.yml")) + sorted(
+        ROOT.glob("roles/*/molecule/*/molecule.yml")
     )
     by_directory: dict[Path, list[str]] = {}
     for molecule_yml in found:
         project = molecule_yml.parent.parent.parent
-        name = project.relative_to(ROOT).as_posix() or "platform"
-        by_directory.setdefault(molecule_yml.resolve().parent, []).append(name)
+        by_directory.setdefault(molecule_yml.resolve().parent, []).append(label_of(project))
     params = []
     for directory, names in by_directory.items():
         scenario = directory.name
         project = directory.parent.parent
-        own = project.relative_to(ROOT).as_posix() or "."
+        own = label_of(project)
         shared = [name.removeprefix("roles/") for name in names if name != own]
         label = own + ("+" + "+".join(shared) if shared else "")
         params.append(pytest.param(project, scenario, id=f"{label}:{scenario}"))
@@ -49,11 +58,12 @@ def docker_ready() -> str | None:
         return "no docker CLI: run `make test`, which installs and starts docker.io"
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
         return "no Docker engine answers: run `make test` (or `make docker`)"
-    probe = subprocess.run(
-        ["docker", "image", "inspect", BASE_IMAGE], capture_output=True, check=False
-    )
-    if probe.returncode != 0:
-        return f"base image {BASE_IMAGE} is missing: run `make base-image`"
+    for image, target in ((BASE_IMAGE, "base-image"), (VLLM_IMAGE, "vllm-image")):
+        probe = subprocess.run(
+            ["docker", "image", "inspect", image], capture_output=True, check=False
+        )
+        if probe.returncode != 0:
+            return f"image {image} is missing: run `make {target}`"
     return None
 
 
