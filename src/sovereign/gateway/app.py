@@ -402,35 +402,48 @@ class Gateway:
     def _payload(
         self, raw: bytes, body: dict[str, Any], admitted: Admitted, exchange: Exchange
     ) -> bytes:
+        """The body forwarded: the client's bytes where nothing in them changed,
+        with the keys the gateway adds spliced in before the closing brace
+        (serializing the whole body again costs more than the rest of this)."""
         changed = admitted.changed
+        added: dict[str, Any] = {}
         if admitted.stream:
+            # The usage in the last chunk and so far in every chunk: a stream
+            # the client leaves is charged (and audited) for the tokens
+            # generated until then.
             options = body.get("stream_options")
-            body["stream_options"] = {**(options if isinstance(options, dict) else {})}
-            body["stream_options"]["include_usage"] = True
-            changed = True
-            # The usage so far in every chunk: a stream the client leaves is
-            # charged (and audited) for the tokens generated until then.
-            body["stream_options"]["continuous_usage_stats"] = True
-            changed = True
+            merged = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+                "continuous_usage_stats": True,
+            }
+            if "stream_options" in body:
+                body["stream_options"] = merged
+                changed = True
+            else:
+                added["stream_options"] = merged
         assert exchange.model is not None and exchange.principal is not None
         served = self.policy.config.models[exchange.model].served_name
         if served is not None:
             body["model"] = served
             changed = True
-        salt = self._cache_salt(exchange.principal)
         if "cache_salt" in body:
             # A client's own salt is never forwarded: it could join another tenant's cache.
             del body["cache_salt"]
             changed = True
-        if salt is None:
-            return json.dumps(body).encode() if changed else raw
-        end = raw.rstrip()
-        if changed or not end.endswith(b"}"):  # (a UTF-16 or UTF-32 body ends otherwise)
-            body["cache_salt"] = salt
-            return json.dumps(body).encode()
-        # A UTF-8 JSON object without the key: add it before the closing brace
-        # rather than serialize the whole body again.
-        return end[:-1] + b',"cache_salt":"' + salt.encode("ascii") + b'"}'
+        salt = self._cache_salt(exchange.principal)
+        if salt is not None:
+            added["cache_salt"] = salt
+        if not changed:
+            if not added:
+                return raw
+            end = raw.rstrip()
+            # A UTF-8 JSON object (never empty: it names its model); a UTF-16
+            # or UTF-32 body ends otherwise and is serialized again below.
+            if end.endswith(b"}"):
+                return end[:-1] + b"," + json.dumps(added)[1:-1].encode() + b"}"
+        body.update(added)
+        return json.dumps(body).encode()
 
     def _cache_salt(self, principal: Principal) -> str | None:
         """The tenant's prefix-cache salt: HMAC-SHA256 of the tenant under the site key."""

@@ -45,6 +45,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_fields = 0
         self._in_head = False
+        self._head_started = 0.0
         self._refused = False
         self._head_timer: asyncio.TimerHandle | None = None
 
@@ -52,70 +53,81 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm()
+        self._head_started = self.loop.time()
+        self._arm(self.limits.header_timeout_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
-    def data_received(self, data: bytes) -> None:
-        if self._refused:
-            return
-        super().data_received(data)
-
     # -- the head -----------------------------------------------------------------
+    # Every callback below runs for every request (on_header for every field):
+    # they stay flat, with no timer work per request (see _head_late).
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        if self._refused:
+            return
+        HttpToolsProtocol.on_message_begin(self)
         self._head_bytes = self._head_fields = 0
         self._in_head = True
+        self._head_started = self.loop.time()
         if self._head_timer is None:
-            self._arm()  # the next request on a kept-alive connection
+            # The next request on a kept-alive connection that had gone quiet.
+            self._arm(self.limits.header_timeout_s)
 
     def on_url(self, url: bytes) -> None:
         if self._refused:
             return
-        self._count(len(url), 0)
-        if not self._refused:
-            super().on_url(url)
+        self._head_bytes += len(url)
+        if self._head_bytes > self.limits.max_header_bytes:
+            self._over()
+        else:
+            HttpToolsProtocol.on_url(self, url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._refused:
             return
         # httptools may hand over a name or value in pieces: count every piece.
-        self._count(len(name) + len(value) + 4, 1)
-        if not self._refused:
-            super().on_header(name, value)
+        self._head_bytes += len(name) + len(value) + 4
+        self._head_fields += 1
+        limits = self.limits
+        if self._head_bytes > limits.max_header_bytes or self._head_fields > limits.max_headers:
+            self._over()
+        else:
+            HttpToolsProtocol.on_header(self, name, value)
 
     def on_headers_complete(self) -> None:
         if self._refused:
             return
         self._in_head = False
-        self._disarm()
-        super().on_headers_complete()
+        HttpToolsProtocol.on_headers_complete(self)
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
-            super().on_body(body)
+            HttpToolsProtocol.on_body(self, body)
 
     def on_message_complete(self) -> None:
         if not self._refused:
-            super().on_message_complete()
+            HttpToolsProtocol.on_message_complete(self)
 
-    def _count(self, size: int, fields: int) -> None:
-        self._head_bytes += size
-        self._head_fields += fields
+    def _over(self) -> None:
         limits = self.limits
         if self._head_bytes > limits.max_header_bytes:
             self._refuse(431, f"request head over {limits.max_header_bytes} bytes")
-        elif self._head_fields > limits.max_headers:
+        else:
             self._refuse(431, f"more than {limits.max_headers} header fields")
 
     # -- the head timer -------------------------------------------------------------
+    # One timer per connection, not one per request: it is armed when the
+    # connection opens (or a quiet kept-alive one starts a request) and, when
+    # it fires, compares the time against the start of the head in progress.
+    # A head still arriving gets the rest of its time; a head not yet due, a
+    # new timer for what is left; a connection between requests, none (its
+    # next request arms one; uvicorn's keep-alive timeout closes it if idle).
 
-    def _arm(self) -> None:
+    def _arm(self, delay: float) -> None:
         self._disarm()
-        self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_late)
+        self._head_timer = self.loop.call_later(delay, self._head_late)
 
     def _disarm(self) -> None:
         if self._head_timer is not None:
@@ -126,11 +138,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer = None
         if self._refused or self.transport.is_closing():
             return
-        if self._in_head or self.cycle is None:
-            # Mid-head, or a connection that never sent a request.
-            self._refuse(
-                408, f"request head not received within {self.limits.header_timeout_s:g} s"
-            )
+        if not self._in_head and self.cycle is not None:
+            return  # between requests
+        timeout = self.limits.header_timeout_s
+        left = self._head_started + timeout - self.loop.time()
+        if left > 0:
+            self._arm(left)
+            return
+        # Mid-head, or a connection that never sent a request.
+        self._refuse(408, f"request head not received within {timeout:g} s")
 
     def _refuse(self, status: int, reason: str) -> None:
         self._refused = True

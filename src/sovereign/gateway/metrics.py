@@ -7,6 +7,7 @@ Labels stay bounded: ``model`` is a configured model name or ``other``,
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -41,6 +42,28 @@ class _Backends(Collector):
         yield draining
 
 
+_Metric = TypeVar("_Metric", Counter, Histogram)
+
+
+class _Labelled(Generic[_Metric]):
+    """A labelled metric whose children are kept by their label values: a
+    request finds its counter with one dict look-up, where prometheus_client's
+    ``labels()`` checks and converts the values and takes a lock each time
+    (0.7 us against 0.1 us, measured; a request touches four or five). The
+    children are the metric's own, so the cache holds no more label sets
+    than it does."""
+
+    def __init__(self, metric: _Metric) -> None:
+        self.metric: _Metric = metric
+        self._children: dict[tuple[str, ...], _Metric] = {}
+
+    def labels(self, *values: str) -> _Metric:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
+
+
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -49,44 +72,56 @@ class GatewayMetrics:
         self._backends: _Backends | None = None
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
-            "sovereign_gateway_requests",
-            "Requests answered, by endpoint, model and HTTP status.",
-            ["endpoint", "model", "status"],
-            registry=r,
+        self.requests = _Labelled(
+            Counter(
+                "sovereign_gateway_requests",
+                "Requests answered, by endpoint, model and HTTP status.",
+                ["endpoint", "model", "status"],
+                registry=r,
+            )
         )
-        self.duration = Histogram(
-            "sovereign_gateway_request_duration_seconds",
-            "Time from request to the last byte of the answer.",
-            ["endpoint", "model"],
-            buckets=_LATENCY,
-            registry=r,
+        self.duration = _Labelled(
+            Histogram(
+                "sovereign_gateway_request_duration_seconds",
+                "Time from request to the last byte of the answer.",
+                ["endpoint", "model"],
+                buckets=_LATENCY,
+                registry=r,
+            )
         )
-        self.upstream = Histogram(
-            "sovereign_gateway_upstream_duration_seconds",
-            "Time the model backend took (to the last byte).",
-            ["model", "version"],
-            buckets=_LATENCY,
-            registry=r,
+        self.upstream = _Labelled(
+            Histogram(
+                "sovereign_gateway_upstream_duration_seconds",
+                "Time the model backend took (to the last byte).",
+                ["model", "version"],
+                buckets=_LATENCY,
+                registry=r,
+            )
         )
-        self.first_byte = Histogram(
-            "sovereign_gateway_stream_first_byte_seconds",
-            "Time from request to the first streamed byte sent to the client.",
-            ["model"],
-            buckets=_LATENCY,
-            registry=r,
+        self.first_byte = _Labelled(
+            Histogram(
+                "sovereign_gateway_stream_first_byte_seconds",
+                "Time from request to the first streamed byte sent to the client.",
+                ["model"],
+                buckets=_LATENCY,
+                registry=r,
+            )
         )
-        self.tokens = Counter(
-            "sovereign_gateway_tokens",
-            "Tokens used, from the backends' usage, by model, team and kind.",
-            ["model", "team", "kind"],
-            registry=r,
+        self.tokens = _Labelled(
+            Counter(
+                "sovereign_gateway_tokens",
+                "Tokens used, from the backends' usage, by model, team and kind.",
+                ["model", "team", "kind"],
+                registry=r,
+            )
         )
-        self.rejections = Counter(
-            "sovereign_gateway_rejections",
-            "Requests refused by the gateway, by reason.",
-            ["reason"],
-            registry=r,
+        self.rejections = _Labelled(
+            Counter(
+                "sovereign_gateway_rejections",
+                "Requests refused by the gateway, by reason.",
+                ["reason"],
+                registry=r,
+            )
         )
         self.audit_failures = Counter(
             "sovereign_gateway_audit_failures",

@@ -88,6 +88,28 @@ def test_a_kept_alive_connection_idles_between_requests_and_heads_within_limits_
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")
 
 
+def test_each_head_on_a_kept_alive_connection_gets_its_own_time(
+    server: tuple[Harness, int],
+) -> None:
+    """The connection's one timer is measured against the head in progress:
+    a second head that starts late in the first one's period still gets its
+    full time, and a second head that trickles past its own time is 408."""
+    _, port = server
+    request = b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n"
+    with _connect(port) as sock:
+        sock.sendall(request)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        time.sleep(0.35)  # the connection's timer fires 0.15 s into the next head
+        sock.sendall(request[:20])
+        time.sleep(0.3)  # 0.3 s into its head, within the 0.5 s limit
+        sock.sendall(request[20:])
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        sock.sendall(request[:20])  # and the rest never comes
+        data = _answer(sock)
+    assert _status(data) == 408 and time.monotonic() - started < 3
+
+
 def test_a_slow_body_is_408(server: tuple[Harness, int]) -> None:
     harness, port = server
     body = json.dumps(chat()).encode()

@@ -110,3 +110,25 @@ def test_the_real_quota_store_is_charged_the_streamed_usage(live: Live) -> None:
     assert usage["user.tokens_per_day"] == 14
     assert usage["team.tokens_per_month"] == 14
     assert usage["user.requests_per_minute"] == 1
+
+
+def test_the_usage_options_reach_the_backend_whatever_the_body_encoding(harness: Harness) -> None:
+    """The options are spliced into a UTF-8 body and merged into any other:
+    the backend gets one valid JSON object with every field of the client's."""
+    body = chat(stream=True, temperature=0.5)
+    for raw in (json.dumps(body).encode() + b" \n", json.dumps(body).encode("utf-16")):
+        with harness.client() as client:
+            response = client.post(
+                "/v1/chat/completions",
+                content=raw,
+                headers={**harness.auth(), "Content-Type": "application/json"},
+            )
+        assert response.status_code == 200
+    sent = [b for h in harness.backends.by_host.values() for b in h.received]
+    assert len(sent) == 2
+    for forwarded in sent:
+        assert forwarded["stream_options"] == {
+            "include_usage": True,
+            "continuous_usage_stats": True,
+        }
+        assert forwarded["temperature"] == 0.5 and forwarded["messages"] == body["messages"]
