@@ -55,6 +55,7 @@ from sovereign.gateway.errors import (
     ServiceUnavailableError,
     UpstreamError,
 )
+from sovereign.gateway.http_limits import departure_of
 from sovereign.gateway.identity import OidcVerifier, Principal
 from sovereign.gateway.limits import QuotaPolicy
 from sovereign.gateway.metrics import GatewayMetrics
@@ -85,6 +86,9 @@ access_log = logging.getLogger("sovereign.gateway.access")
 
 REQUEST_ID_HEADER = "x-request-id"
 _SALT_CACHE_SIZE = 65536
+# Asked of vLLM for every stream, and spliced as this member when the client sent none.
+_USAGE_OPTIONS = {"include_usage": True, "continuous_usage_stats": True}
+_USAGE_OPTIONS_MEMBER = b'"stream_options": ' + json.dumps(_USAGE_OPTIONS).encode()
 _JSON = "application/json"
 
 
@@ -160,7 +164,8 @@ class Gateway:
         self.preauth = PreAuthGuard(config.preauth)
         self._summaries: asyncio.Task[None] | None = None
         self._salt_key = _salt_key(config)
-        self._salts: dict[str, str] = {}  # tenant -> salt, at most _SALT_CACHE_SIZE
+        # tenant -> (salt, its JSON member), at most _SALT_CACHE_SIZE
+        self._salts: dict[str, tuple[str, bytes]] = {}
         # Backend URL -> requests open to it now: a drain waits for 0.
         self.in_flight: dict[str, int] = {}
         self.metrics.watch_backends(self._backend_states)
@@ -407,21 +412,21 @@ class Gateway:
         (serializing the whole body again costs more than the rest of this)."""
         changed = admitted.changed
         added: dict[str, Any] = {}
+        members: list[bytes] = []  # the same keys, as JSON members for the splice
         if admitted.stream:
             # The usage in the last chunk and so far in every chunk: a stream
             # the client leaves is charged (and audited) for the tokens
             # generated until then.
-            options = body.get("stream_options")
-            merged = {
-                **(options if isinstance(options, dict) else {}),
-                "include_usage": True,
-                "continuous_usage_stats": True,
-            }
             if "stream_options" in body:
-                body["stream_options"] = merged
+                options = body["stream_options"]
+                body["stream_options"] = {
+                    **(options if isinstance(options, dict) else {}),
+                    **_USAGE_OPTIONS,
+                }
                 changed = True
             else:
-                added["stream_options"] = merged
+                added["stream_options"] = dict(_USAGE_OPTIONS)
+                members.append(_USAGE_OPTIONS_MEMBER)
         assert exchange.model is not None and exchange.principal is not None
         served = self.policy.config.models[exchange.model].served_name
         if served is not None:
@@ -431,9 +436,10 @@ class Gateway:
             # A client's own salt is never forwarded: it could join another tenant's cache.
             del body["cache_salt"]
             changed = True
-        salt = self._cache_salt(exchange.principal)
-        if salt is not None:
-            added["cache_salt"] = salt
+        salted = self._cache_salt(exchange.principal)
+        if salted is not None:
+            added["cache_salt"], member = salted
+            members.append(member)
         if not changed:
             if not added:
                 return raw
@@ -441,12 +447,13 @@ class Gateway:
             # A UTF-8 JSON object (never empty: it names its model); a UTF-16
             # or UTF-32 body ends otherwise and is serialized again below.
             if end.endswith(b"}"):
-                return end[:-1] + b"," + json.dumps(added)[1:-1].encode() + b"}"
+                return end[:-1] + b"," + b",".join(members) + b"}"
         body.update(added)
         return json.dumps(body).encode()
 
-    def _cache_salt(self, principal: Principal) -> str | None:
-        """The tenant's prefix-cache salt: HMAC-SHA256 of the tenant under the site key."""
+    def _cache_salt(self, principal: Principal) -> tuple[str, bytes] | None:
+        """The tenant's prefix-cache salt (HMAC-SHA256 of the tenant under the
+        site key) and its ``"cache_salt"`` JSON member, both kept per tenant."""
         isolation = self.policy.config.prefix_cache.isolation
         if isolation == "off":
             return None
@@ -455,14 +462,14 @@ class Gateway:
             if isolation == "team" and principal.team
             else f"user:{principal.user}"
         )
-        salt = self._salts.get(tenant)
-        if salt is None:
+        salted = self._salts.get(tenant)
+        if salted is None:
             mac = hmac.new(self._salt_key, tenant.encode("utf-8", "surrogatepass"), hashlib.sha256)
             salt = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")
             if len(self._salts) >= _SALT_CACHE_SIZE:
                 self._salts.clear()
-            self._salts[tenant] = salt
-        return salt
+            salted = self._salts[tenant] = (salt, b'"cache_salt": "' + salt.encode() + b'"')
+        return salted
 
     # -- forwarding -----------------------------------------------------------
 
@@ -816,18 +823,26 @@ class RelayResponse(Response):
         assert relaying is not None
         left = False
 
-        async def watch() -> None:
-            # The body was read already: the next message is the disconnect,
-            # which also comes once the last byte is out (not a departure).
+        def leave() -> None:
             nonlocal left
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            if not self.ending:
+            if not self.ending:  # not once the last byte is out
                 left = True
                 relaying.cancel()
 
-        # A task rather than an anyio task group: a third of the cost per stream.
-        watcher = asyncio.get_running_loop().create_task(watch())
+        async def watch() -> None:
+            # The body was read already: the next message is the disconnect.
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            leave()
+
+        # The gateway's own server calls leave() when the connection is lost;
+        # under another ASGI server a task waits for the disconnect instead.
+        departure = departure_of(scope)
+        watcher = None
+        if departure is not None:
+            departure.callback = leave
+        else:
+            watcher = asyncio.get_running_loop().create_task(watch())
         try:
             try:
                 status, outcome = await self._relay(send, chunks)
@@ -836,7 +851,10 @@ class RelayResponse(Response):
                     raise
                 relaying.uncancel()
         finally:
-            watcher.cancel()
+            if departure is not None:
+                departure.callback = None
+            if watcher is not None:
+                watcher.cancel()
             if left:
                 # The backend's connection is closed below, unread: vLLM aborts
                 # the request and stops generating.

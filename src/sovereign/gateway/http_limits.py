@@ -18,12 +18,20 @@ The refusal is written straight to the socket: the parser's remaining
 callbacks for that connection are ignored, and no ASGI task is started.
 The body's own limits (size before authentication, a read deadline) are
 the application's (see :mod:`sovereign.gateway.app`).
+
+It also tells the application when a client leaves before its answer is
+out: every request's scope carries a :class:`Departure` under the
+``extensions`` key :data:`DEPARTURE`, whose callback the connection's loss
+calls. A streamed answer registers one there instead of keeping a task
+waiting on ``receive()`` for the disconnect (a task created, stepped and
+cancelled per stream); under another ASGI server it falls back to the task.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -33,6 +41,24 @@ from sovereign.gateway.config import Http
 log = logging.getLogger(__name__)
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+DEPARTURE = "sovereign.departure"  # the scope's extension, see Departure
+
+
+class Departure:
+    """One request's hook for its client leaving before the answer is out."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self) -> None:
+        self.callback: Callable[[], None] | None = None
+
+
+def departure_of(scope: Mapping[str, Any]) -> Departure | None:
+    """The request's departure hook; None under a server without one."""
+    extensions = scope.get("extensions") or {}
+    departure = extensions.get(DEPARTURE)
+    return departure if isinstance(departure, Departure) else None
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -59,6 +85,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            departure = departure_of(cycle.scope)
+            if departure is not None and departure.callback is not None:
+                departure.callback()
 
     # -- the head -----------------------------------------------------------------
     # Every callback below runs for every request (on_header for every field):
@@ -68,6 +99,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._refused:
             return
         HttpToolsProtocol.on_message_begin(self)
+        self.scope["extensions"] = {DEPARTURE: Departure()}  # type: ignore[dict-item]
         self._head_bytes = self._head_fields = 0
         self._in_head = True
         self._head_started = self.loop.time()

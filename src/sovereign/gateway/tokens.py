@@ -39,7 +39,7 @@ def _measure(value: object, depth: int = 0) -> tuple[int, int]:
         return 0, 1
     if depth > _MAX_DEPTH:
         return 0, 0
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):  # parsed JSON: objects are dicts
         items: list[object] = list(value.values())
     elif isinstance(value, list):
         items = value

@@ -73,8 +73,15 @@ def generator() -> Iterator[tuple[Generator, str]]:
         yield backend, f"http://127.0.0.1:{port}"
 
 
+@pytest.mark.parametrize(
+    "http",
+    [
+        pytest.param(None, id="the gateway's server (its departure hook)"),
+        pytest.param("h11", id="another ASGI server (a task waits for the disconnect)"),
+    ],
+)
 def test_a_client_leaving_a_stream_stops_the_backend_and_is_charged_what_was_made(
-    idp: FakeIdp, generator: tuple[Generator, str]
+    idp: FakeIdp, generator: tuple[Generator, str], http: str | None
 ) -> None:
     backend, backend_url = generator
     models = json.loads(json.dumps(BASE_CONFIG["models"]))
@@ -95,7 +102,10 @@ def test_a_client_leaving_a_stream_stops_the_backend_and_is_charged_what_was_mad
         upstream=build_client(config.upstream),
         verifier=harness.verifier,
     )
-    with uvicorn_thread.serving(uvicorn_config(create_app(gateway), config)):
+    served = uvicorn_config(create_app(gateway), config)
+    if http is not None:
+        served.http = http
+    with uvicorn_thread.serving(served):
         with (
             httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
             client.stream(
