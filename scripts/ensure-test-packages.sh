@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Debian packages the controller-side tests run for real: the CNCF
 # distribution registry (model publish/pull round trip), htpasswd, Redis
-# (the gateway's shared quota state) and nginx (the gateway benchmark's
-# proxy_pass reference).
+# (the gateway's shared quota state), nginx (the gateway benchmark's
+# proxy_pass reference) and prometheus (promtool checks and unit-tests the
+# alert and recording rules).
 # Installed as root when missing; otherwise those tests skip and say why.
 set -euo pipefail
 
-PACKAGES=(docker-registry apache2-utils redis-server nginx)
+PACKAGES=(docker-registry apache2-utils redis-server nginx prometheus)
 missing=()
 for package in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
@@ -20,14 +21,15 @@ fi
 echo "ensure-test-packages: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq "${missing[@]}" >/dev/null
+# Without recommends: prometheus would bring a node exporter service along.
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The packages enable their services where systemd runs; the tests start
 # their own on loopback, so the controller keeps none running.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
-  systemctl disable --now docker-registry redis-server nginx >/dev/null 2>&1 || true
+  systemctl disable --now docker-registry redis-server nginx prometheus >/dev/null 2>&1 || true
 elif command -v service >/dev/null 2>&1; then
   # No systemd (a CI sandbox): the packages' init scripts started them.
-  for daemon in docker-registry redis-server nginx; do
+  for daemon in docker-registry redis-server nginx prometheus; do
     service "$daemon" stop >/dev/null 2>&1 || true
   done
 fi

@@ -483,6 +483,9 @@ class AuditLog:
         self._closing = False
         self._closed = False
         self._task: asyncio.Task[None] | None = None
+        # Called with the seconds each written batch took, from the hand-off
+        # to the writer thread to its fsync (what a caller of append waits).
+        self.on_batch: Callable[[float], None] | None = None
 
     @classmethod
     async def open(
@@ -599,6 +602,7 @@ class AuditLog:
             batch, self._pending = self._pending, []
             if not batch and not self._writer.any_checkpoint_due():
                 continue
+            started = time.perf_counter()
             try:
                 receipts = await asyncio.to_thread(
                     self._writer.write, [(name, text) for name, text, _ in batch]
@@ -612,6 +616,8 @@ class AuditLog:
                         future.set_exception(AuditWriteError(str(exc)))
                 continue
             self._healthy = True
+            if self.on_batch is not None and batch:
+                self.on_batch(time.perf_counter() - started)
             for (_, _, future), receipt in zip(batch, receipts, strict=True):
                 if not future.done():
                     future.set_result(receipt)

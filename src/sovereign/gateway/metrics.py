@@ -138,6 +138,14 @@ class GatewayMetrics:
         self.audit_healthy = Gauge(
             "sovereign_gateway_audit_healthy", "1 while the audit log accepts records.", registry=r
         )
+        # Observed once per group-committed batch (not per record), from the
+        # audit writer's hand-off to its fsync: what a request waits for.
+        self.audit_write = Histogram(
+            "sovereign_gateway_audit_write_seconds",
+            "Time to write and fsync one batch of audit records.",
+            buckets=_LATENCY,
+            registry=r,
+        )
 
     def watch_backends(self, states: BackendStates) -> None:
         """Export the backends' open requests and drain state from ``states``."""

@@ -114,6 +114,7 @@ async def open_gateway(
             )
         except AuditError as exc:
             raise StartupError(f"cannot open the audit log: {exc}") from exc
+        audit.on_batch = metrics.audit_write.observe
         stack.push_async_callback(audit.close)
         quota = QuotaStore(_redis_client(config.redis_url), prefix=config.quotas.key_prefix)
         stack.push_async_callback(quota.aclose)

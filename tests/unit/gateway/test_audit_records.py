@@ -41,6 +41,12 @@ def test_the_real_audit_log_records_and_fails_closed_when_closed(live: Live) -> 
     with live.client() as client:
         ok = client.post("/v1/chat/completions", json=chat(), headers=live.auth())
         assert ok.status_code == 200, ok.text
+        # Each of its two records waited for a batch's fsync, and the metrics saw it.
+        registry = live.metrics.registry
+        batches = registry.get_sample_value("sovereign_gateway_audit_write_seconds_count")
+        assert batches is not None and 1 <= batches <= 2
+        took = registry.get_sample_value("sovereign_gateway_audit_write_seconds_sum")
+        assert took is not None and 0 < took < 10
         assert live.gateway is not None and client.portal is not None
         audit = live.gateway.audit
         assert isinstance(audit, AuditLog)
