@@ -222,6 +222,17 @@ def test_the_rules_read_series_the_lab_vllm_served(rendered: Path) -> None:
         assert {"model_name", "engine"} <= samples[name], name
 
 
+def test_the_registry_gc_alert_watches_the_unit_the_registry_role_installs(
+    rendered: Path,
+) -> None:
+    variables = yaml.safe_load((ROOT / "roles/model_registry/vars/Debian_12.yml").read_text())
+    constants = (ROOT / "roles/model_registry/vars/main.yml").read_text()
+    assert '__model_registry_gc_service: "{{ __model_registry_service }}-gc"' in constants
+    unit = f"{variables['__model_registry_service']}-gc.service"
+    expr = _alerts(rendered)["RegistryGcFailed"]["expr"]
+    assert f'name="{unit}"' in expr
+
+
 def test_the_rules_read_metrics_the_gateway_exports(rendered: Path) -> None:
     exported = {family.name for family in GatewayMetrics().registry.collect()}
     used = _metric_names(rendered, "sovereign_gateway_")
