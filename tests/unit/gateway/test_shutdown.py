@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import yaml
 from sovereign.audit.cli import main as audit_main
 from tests.support import redis_server
 from tests.support.keys import write_ec_key_pair
+from tests.support.ready import wait_until_ok
 from tests.support.redis_server import free_port
 
 
@@ -31,19 +31,6 @@ def redis_url() -> Iterator[str]:
         pytest.skip(redis_server.MISSING_REASON)
     with redis_server.redis_server() as url:
         yield url
-
-
-def _wait_until_healthy(process: subprocess.Popen[bytes], base: str) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, "the gateway exited before it answered /healthz"
-        assert time.monotonic() < deadline, "the gateway did not answer /healthz in 30 s"
-        time.sleep(0.2)
 
 
 def test_sigterm_writes_the_closing_checkpoint(tmp_path: Path, redis_url: str) -> None:
@@ -78,7 +65,7 @@ def test_sigterm_writes_the_closing_checkpoint(tmp_path: Path, redis_url: str) -
     command = [sys.executable, "-m", "sovereign.gateway", "serve", "--config", str(path)]
     with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as process:
         try:
-            _wait_until_healthy(process, f"http://127.0.0.1:{port}")
+            wait_until_ok(process, f"http://127.0.0.1:{port}/healthz", "the gateway")
             body = {"model": "tiny", "prompt": "hi", "max_tokens": 1}
             # Refused (no rule admits "unclassified"): one audited rejection each.
             for _ in range(3):

@@ -66,11 +66,14 @@ def _promtool() -> str:
     return path
 
 
+def _rule_files(rendered: Path) -> list[Path]:
+    """The rendered rule files (the promtool tests lie beside them)."""
+    return [p for p in sorted(rendered.glob("sovereign-*.yml")) if ".test." not in p.name]
+
+
 def _alerts(rendered: Path) -> dict[str, dict[str, Any]]:
     alerts: dict[str, dict[str, Any]] = {}
-    for path in sorted(rendered.glob("sovereign-*.yml")):
-        if path.name.endswith(".test.yml"):
-            continue
+    for path in _rule_files(rendered):
         for group in yaml.safe_load(path.read_text())["groups"]:
             for rule in group["rules"]:
                 if "alert" in rule:
@@ -82,9 +85,7 @@ def _alerts(rendered: Path) -> dict[str, dict[str, Any]]:
 def _metric_names(rendered: Path, prefix: str) -> set[str]:
     """The metrics of ``prefix`` the rules read, without the series suffixes."""
     names = set()
-    for path in rendered.glob("sovereign-*.yml"):
-        if path.name.endswith(".test.yml"):
-            continue
+    for path in _rule_files(rendered):
         for rule in (r for g in yaml.safe_load(path.read_text())["groups"] for r in g["rules"]):
             for name in re.findall(rf"(?<![\w:]){re.escape(prefix)}[a-z0-9_:]*", rule["expr"]):
                 for suffix in SUFFIXES:
@@ -96,7 +97,7 @@ def _metric_names(rendered: Path, prefix: str) -> set[str]:
 
 
 def test_promtool_accepts_the_rule_files(rendered: Path) -> None:
-    files = [str(p) for p in sorted(rendered.glob("sovereign-*.yml")) if ".test." not in p.name]
+    files = [str(p) for p in _rule_files(rendered)]
     assert len(files) == 2
     result = subprocess.run(
         [_promtool(), "check", "rules", *files], capture_output=True, text=True, check=False
@@ -213,9 +214,8 @@ def test_the_rules_read_series_the_lab_vllm_served(rendered: Path) -> None:
         for sample in family.samples
     }
     read = set()
-    for path in rendered.glob("sovereign-*.yml"):
-        if ".test." not in path.name:
-            read.update(re.findall(r"(?<![\w:])vllm:[a-z0-9_]+", path.read_text()))
+    for path in _rule_files(rendered):
+        read.update(re.findall(r"(?<![\w:])vllm:[a-z0-9_]+", path.read_text()))
     assert "vllm:time_to_first_token_seconds_bucket" in read
     assert read - set(samples) == set(), "series the lab's vLLM does not expose"
     for name in read:

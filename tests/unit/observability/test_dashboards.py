@@ -9,7 +9,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.support.ready import wait_until_ok
 from tests.support.redis_server import free_port
 from tests.unit.observability.test_alert_rules import ROOT, render_rules
 
@@ -76,18 +76,13 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(
-                    "prometheus did not start: " + (work / "prometheus.log").read_text()[-2000:]
-                )
-            time.sleep(0.1)
+        try:
+            wait_until_ok(process, f"{url}/-/ready", "prometheus")
+        except AssertionError as exc:
+            log.flush()
+            raise AssertionError(
+                f"{exc}: {(work / 'prometheus.log').read_text()[-2000:]}"
+            ) from None
         yield url
     finally:
         process.terminate()
