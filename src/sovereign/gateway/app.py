@@ -985,7 +985,6 @@ def create_app(
     async def health(request: Request) -> Response:
         gateway = current()
         healthy = bool(gateway.audit.healthy)
-        gateway.metrics.audit_healthy.set(1 if healthy else 0)
         body = {"status": "ok" if healthy else "audit log unhealthy"}
         return Response(json.dumps(body).encode(), 200 if healthy else 503, media_type=_JSON)
 

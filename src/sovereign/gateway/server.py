@@ -115,6 +115,8 @@ async def open_gateway(
         except AuditError as exc:
             raise StartupError(f"cannot open the audit log: {exc}") from exc
         audit.on_batch = metrics.audit_write.observe
+        # Read at every scrape: the log's own state, not the last /healthz call's.
+        metrics.audit_healthy.set_function(lambda: 1.0 if audit.healthy else 0.0)
         stack.push_async_callback(audit.close)
         quota = QuotaStore(_redis_client(config.redis_url), prefix=config.quotas.key_prefix)
         stack.push_async_callback(quota.aclose)

@@ -28,6 +28,7 @@ from sovereign.inventory.errors import InventoryError
 # Sources that are not inventory groups.
 ANYONE = "users"  # any address: the platform's front doors
 CONTROLLER = "controller"  # where Ansible runs (sovereign_controller_networks)
+OPERATORS = "operators"  # the platform team's desks (sovereign_operator_networks)
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,27 @@ FLOWS: tuple[Rule, ...] = (
     Rule("gateway", "gateway", "redis", "gateways share the quota store"),
     Rule("observability", "gpu_nodes", "vllm", "Prometheus scrapes vLLM's /metrics"),
     Rule("observability", "all", "node_exporter", "Prometheus scrapes every host's exporter"),
+    Rule("observability", "gateway", "gateway_metrics", "Prometheus scrapes the gateway's metrics"),
+    Rule("observability", "gateway", "redis_exporter", "Prometheus scrapes the quota store"),
+    Rule("observability", "registry", "registry_debug", "Prometheus scrapes the registry"),
+    Rule("observability", "registry", "registry", "the blackbox exporter checks its certificate"),
+    Rule("observability", "gpu_nodes", "dcgm_exporter", "Prometheus scrapes GPU health (DCGM)"),
+    Rule("observability", "observability", "prometheus", "Prometheus servers scrape each other"),
+    Rule("observability", "observability", "alertmanager", "Prometheus sends alerts"),
+    Rule(CONTROLLER, "observability", "prometheus", "the controller reads the release gates"),
+    Rule(OPERATORS, "observability", "prometheus", "operators read dashboards and alerts"),
+    Rule(OPERATORS, "observability", "alertmanager", "operators read and silence alerts"),
     Rule("gpu_nodes", "registry", "registry", "serving nodes pull signed models"),
     Rule(CONTROLLER, "registry", "registry", "the catalog publishes from the controller"),
     Rule(CONTROLLER, "all", "ssh", "Ansible reaches every host"),
 )
 
 NODE_EXPORTER_PORT = 9100
+# The defaults of the roles that listen on them (a test holds them equal).
+REDIS_EXPORTER_PORT = 9121
+DCGM_EXPORTER_PORT = 9400
+PROMETHEUS_PORT = 9090
+ALERTMANAGER_PORT = 9093
 
 
 @dataclass(frozen=True)
@@ -94,9 +110,40 @@ def _vllm_ports(host: str, variables: Mapping[str, Any]) -> tuple[int, ...]:
     return tuple(sorted(ports))
 
 
+def is_loopback(address: object) -> bool:
+    """Whether a listen address (an IP or ``localhost``) is reachable from this host only."""
+    text = str(address)
+    if text == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
+
+
 def _ports(service: str, host: str, variables: Mapping[str, Any]) -> tuple[int, ...]:
     if service == "vllm":
         return _vllm_ports(host, variables)
+    if service == "gateway_metrics":
+        if is_loopback(variables.get("gateway_metrics_address", "127.0.0.1")):
+            return ()
+        return (_int(variables, "gateway_metrics_port", 9464),)
+    if service == "redis_exporter":
+        if not variables.get("gateway_redis_server_enabled", True):
+            return ()
+        return (_int(variables, "exporters_redis_port", REDIS_EXPORTER_PORT),)
+    if service == "registry_debug":
+        if is_loopback(variables.get("model_registry_debug_bind_address", "127.0.0.1")):
+            return ()
+        return (_int(variables, "model_registry_debug_port", 5001),)
+    if service == "dcgm_exporter":
+        if not variables.get("dcgm_exporter_enabled", False):
+            return ()
+        return (_int(variables, "dcgm_exporter_port", DCGM_EXPORTER_PORT),)
+    if service == "prometheus":
+        return (_int(variables, "prometheus_port", PROMETHEUS_PORT),)
+    if service == "alertmanager":
+        return (_int(variables, "alertmanager_port", ALERTMANAGER_PORT),)
     if service == "sso_proxy":
         return (_int(variables, "sso_proxy_port", 443),)
     if service == "identity_provider":
@@ -175,16 +222,19 @@ def host_rules(
     controller = _networks(
         variables.get("sovereign_controller_networks", []), "sovereign_controller_networks"
     )
+    operators = _networks(
+        variables.get("sovereign_operator_networks", []), "sovereign_operator_networks"
+    )
     rules: list[dict[str, Any]] = []
     for flow in matrix(hostvars, groups):
         if flow.destination_host != host:
             continue
         if flow.source == ANYONE:
             sources: list[str] = []
-        elif flow.source == CONTROLLER:
-            if not controller:
+        elif flow.source in (CONTROLLER, OPERATORS):
+            sources = controller if flow.source == CONTROLLER else operators
+            if not sources:
                 continue
-            sources = controller
         else:
             sources = sorted(
                 {address(member, hostvars[member]) for member in groups.get(flow.source, ())}
@@ -222,14 +272,14 @@ def probes(
 ) -> dict[str, list[dict[str, Any]]]:
     """For every host, the connections to try from it to every other host on
     every port the matrix opens there, and whether the policy allows each
-    (the controller's flows are not probed: the controller is no host)."""
+    (the controller's and operators' flows are not probed: they are no hosts)."""
     every: dict[str, set[int]] = {}
     allowed: set[tuple[str, str, int]] = set()
     members = {group: set(hosts) for group, hosts in groups.items()}
     hosts = sorted(members.get("all", set(hostvars)))
     for flow in matrix(hostvars, groups):
         every.setdefault(flow.destination_host, set()).update(flow.ports)
-        if flow.source == CONTROLLER:
+        if flow.source in (CONTROLLER, OPERATORS):
             continue
         sources = hosts if flow.source == ANYONE else sorted(members.get(flow.source, ()))
         for source in sources:

@@ -64,6 +64,9 @@ ROLE_GROUPS: dict[str, tuple[str, ...]] = {
     "gateway": ("gateway",),
     "sso_proxy": ("gateway",),
     "identity_provider": ("identity_provider",),
+    "exporters": ("all",),
+    "alertmanager": ("observability",),
+    "prometheus": ("observability",),
 }
 
 # Role options the playbooks compute from the inventory and pass to the role
@@ -75,6 +78,9 @@ PLAYBOOK_SUPPLIED: dict[str, frozenset[str]] = {
     "vllm": frozenset({"vllm_wheelhouse_dir"}),
     # Derived from every serving node's manifest (playbooks/governance_plane.yml).
     "gateway": frozenset({"gateway_models"}),
+    # Generated from the inventory (playbooks/observability.yml).
+    "exporters": frozenset({"exporters_redis_enabled", "exporters_redis_password"}),
+    "prometheus": frozenset({"prometheus_scrape_targets", "prometheus_alertmanagers"}),
 }
 
 # Variables that have been renamed: old name -> new name. A renamed variable

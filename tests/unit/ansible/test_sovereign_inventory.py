@@ -70,6 +70,7 @@ def test_registers_every_inventory_filter() -> None:
         "sovereign_catalog",
         "sovereign_flow_rules",
         "sovereign_flow_probes",
+        "sovereign_scrape_targets",
     }
 
 

@@ -39,6 +39,8 @@ def test_a_served_request_has_admitted_then_completed(harness: Harness) -> None:
 
 def test_the_real_audit_log_records_and_fails_closed_when_closed(live: Live) -> None:
     with live.client() as client:
+        # Healthy from the start, before anyone asked /healthz.
+        assert live.metrics.registry.get_sample_value("sovereign_gateway_audit_healthy") == 1
         ok = client.post("/v1/chat/completions", json=chat(), headers=live.auth())
         assert ok.status_code == 200, ok.text
         # Each of its two records waited for a batch's fsync, and the metrics saw it.
@@ -60,3 +62,24 @@ def test_the_real_audit_log_records_and_fails_closed_when_closed(live: Live) -> 
         ("admitted", ok.headers["x-request-id"]),
         ("completed", ok.headers["x-request-id"]),
     ]
+
+
+def test_the_health_gauge_follows_a_failing_write_and_its_recovery(live: Live) -> None:
+    with live.client() as client:
+        assert live.gateway is not None
+        audit = live.gateway.audit
+        assert isinstance(audit, AuditLog)
+        writer = audit._writer
+        write = writer.write
+
+        def unwritable(batch: object) -> object:
+            raise OSError(13, "Permission denied")
+
+        writer.write = unwritable  # type: ignore[method-assign, assignment]
+        refused = client.post("/v1/chat/completions", json=chat(), headers=live.auth())
+        gauge = live.metrics.registry.get_sample_value("sovereign_gateway_audit_healthy")
+        writer.write = write  # type: ignore[method-assign]
+        served = client.post("/v1/chat/completions", json=chat(), headers=live.auth())
+        again = live.metrics.registry.get_sample_value("sovereign_gateway_audit_healthy")
+    assert refused.status_code == 503 and gauge == 0
+    assert served.status_code == 200 and again == 1

@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sovereign.gateway.metrics import GatewayMetrics
 
 ROOT = Path(__file__).resolve().parents[3]
-PROMETHEUS = ROOT / "files" / "prometheus"
-RULES = PROMETHEUS / "rules"
+ROLE = ROOT / "roles" / "prometheus"
+RULES = ROLE / "templates" / "rules"
 PROMTOOL_TESTS = ROOT / "tests" / "prometheus"
 RUNBOOKS = ROOT / "docs" / "runbooks"
 RUNBOOK_BASE = "https://runbooks.test"
@@ -32,8 +32,9 @@ SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created")
 
 def render_rules(out: Path, **overrides: Any) -> list[Path]:
     """The rule files as Prometheus gets them: the templates, [[ ]] as the
-    variable delimiters, thresholds.yml (and ``overrides``) as the variables."""
-    variables = yaml.safe_load((PROMETHEUS / "thresholds.yml").read_text())
+    variable delimiters, the prometheus role's defaults (and ``overrides``)
+    as the variables."""
+    variables = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     variables.update(overrides)
     env = jinja2.Environment(
         variable_start_string="[[",

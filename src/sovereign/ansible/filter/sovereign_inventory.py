@@ -12,6 +12,8 @@
   list for the ``network_policy`` role (``playbooks/foundation.yml``) and the
   connections ``playbooks/check_flows.yml`` tries
   (``sovereign.inventory.flows``).
+- ``sovereign_scrape_targets``: what the ``prometheus`` role scrapes and
+  probes (``playbooks/observability.yml``, ``sovereign.inventory.monitoring``).
 
 Ansible loads this file by path (``filter_plugins`` in ansible.cfg) and it
 imports the installed package by name: Ansible runs from the project's
@@ -33,6 +35,7 @@ try:
         SpecError,
         flows,
         load_role_specs,
+        monitoring,
         releases,
         serving,
         validate_inventory,
@@ -159,6 +162,7 @@ _DERIVED: dict[str, Callable[..., Any]] = {
     "sovereign_catalog": _catalog,
     "sovereign_flow_rules": flows.host_rules,
     "sovereign_flow_probes": flows.probes,
+    "sovereign_scrape_targets": monitoring.scrape_targets,
 }
 
 
