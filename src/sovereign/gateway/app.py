@@ -156,6 +156,7 @@ class Gateway:
         )
         self.verifier = verifier
         self.metrics = metrics or GatewayMetrics()
+        self.metrics.set_quota_limits(config.quotas)
         trusted = config.identity.trusted_header
         self.proxies = TrustedProxies(
             trusted.proxies if trusted.enabled else (), _proxy_secret(trusted.shared_secret_file)
@@ -176,6 +177,7 @@ class Gateway:
         for key in needs_restart(self.policy.config, config):
             log.warning("configuration key %r changed: it takes effect on restart", key)
         self.policy = Policy(config)
+        self.metrics.set_quota_limits(config.quotas)
         self.access_log = config.logging.access_log
 
     # -- identity ---------------------------------------------------------

@@ -7,11 +7,14 @@ Labels stay bounded: ``model`` is a configured model name or ``other``,
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from sovereign.gateway.config import Quotas
 
 BackendStates = Callable[[], tuple[dict[str, int], frozenset[str]]]
 
@@ -138,6 +141,14 @@ class GatewayMetrics:
         self.audit_healthy = Gauge(
             "sovereign_gateway_audit_healthy", "1 while the audit log accepts records.", registry=r
         )
+        # Configured team limits (set_quota_limits); teams are the
+        # configuration's, so the label set is bounded by it.
+        self.quota_limit = Gauge(
+            "sovereign_gateway_quota_limit",
+            "Configured team quota by window (minute: requests; day, month: tokens).",
+            ["team", "window"],
+            registry=r,
+        )
         # Observed once per group-committed batch (not per record), from the
         # audit writer's hand-off to its fsync: what a request waits for.
         self.audit_write = Histogram(
@@ -146,6 +157,24 @@ class GatewayMetrics:
             buckets=_LATENCY,
             registry=r,
         )
+
+    def set_quota_limits(self, quotas: Quotas) -> None:
+        """Export the configured team limits (``team="*"``: the default every
+        other team gets), so that a recording rule can set the tokens a team
+        used against them: the quota headroom. Replaced on every reload."""
+        windows = {"minute": "requests_per_minute", "day": "tokens_per_day"}
+        windows["month"] = "tokens_per_month"
+        self.quota_limit.clear()
+        teams = {"*": quotas.team_defaults}
+        for name, override in quotas.teams.items():
+            teams[name] = quotas.team_defaults.model_copy(
+                update=override.model_dump(exclude_unset=True)
+            )
+        for team, limits in teams.items():
+            for window, field in windows.items():
+                value = getattr(limits, field)
+                if value is not None:
+                    self.quota_limit.labels(team, window).set(value)
 
     def watch_backends(self, states: BackendStates) -> None:
         """Export the backends' open requests and drain state from ``states``."""

@@ -124,3 +124,31 @@ def test_reload_takes_a_valid_file_and_refuses_an_invalid_one(
     path.write_text(yaml.safe_dump(data))
     assert not reload_config(harness.gateway, path)
     assert harness.gateway.policy.config.models["tiny"].versions[1].weight == 50
+
+
+def test_team_quota_limits_are_exported_and_follow_a_reload(
+    harness: Harness, tmp_path: Path
+) -> None:
+    registry = harness.gateway.metrics.registry
+
+    def limit(team: str, window: str) -> float | None:
+        labels = {"team": team, "window": window}
+        return registry.get_sample_value("sovereign_gateway_quota_limit", labels)
+
+    assert limit("*", "day") == 1000000
+    assert limit("*", "minute") is None  # no team limit per minute: unlimited
+    path = tmp_path / "gateway.yml"
+    data = json.loads(json.dumps(BASE_CONFIG))
+    # An override names only what it changes; null lifts a limit.
+    data["quotas"]["teams"] = {
+        "risk": {"tokens_per_month": 9000000},
+        "lab": {"tokens_per_day": None},
+    }
+    path.write_text(yaml.safe_dump(data))
+    assert reload_config(harness.gateway, path)
+    assert limit("risk", "day") == 1000000 and limit("risk", "month") == 9000000
+    assert limit("lab", "day") is None
+    data["quotas"].pop("teams")
+    path.write_text(yaml.safe_dump(data))
+    assert reload_config(harness.gateway, path)
+    assert limit("risk", "day") is None and limit("*", "day") == 1000000
