@@ -2,12 +2,13 @@
 # Debian packages the controller-side tests run for real: the CNCF
 # distribution registry (model publish/pull round trip), htpasswd, Redis
 # (the gateway's shared quota state), nginx (the gateway benchmark's
-# proxy_pass reference) and prometheus (promtool checks and unit-tests the
-# alert and recording rules).
+# proxy_pass reference), prometheus (promtool checks and unit-tests the
+# alert and recording rules; the server serves the console pages) and
+# chromium (renders those pages headless, tests read their DOM).
 # Installed as root when missing; otherwise those tests skip and say why.
 set -euo pipefail
 
-PACKAGES=(docker-registry apache2-utils redis-server nginx prometheus)
+PACKAGES=(docker-registry apache2-utils redis-server nginx prometheus chromium)
 missing=()
 for package in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
@@ -21,7 +22,9 @@ fi
 echo "ensure-test-packages: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-# Without recommends: prometheus would bring a node exporter service along.
+# Without recommends: prometheus would bring a node exporter service along,
+# chromium a desktop's upower, udev, printing and notification daemons
+# (headless, it needs none of them).
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The packages enable their services where systemd runs; the tests start
 # their own on loopback, so the controller keeps none running.
