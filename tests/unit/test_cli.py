@@ -23,3 +23,8 @@ def test_an_unknown_command_is_named(capsys: pytest.CaptureFixture[str]) -> None
 def test_model_is_dispatched(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["model", "verify"]) == 2
     assert "sovereign model" in capsys.readouterr().err
+
+
+def test_eval_is_dispatched(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "compare"]) == 2
+    assert "sovereign eval" in capsys.readouterr().err

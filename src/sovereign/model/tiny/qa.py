@@ -1,8 +1,11 @@
 """The fixed Q&A set the good variant memorises and the evaluation uses as a dataset.
 
-One JSON object per line: ``{"id", "prompt", "answer", "category"}``. The prompt is
-exactly what a completion request sends (``"Q: <question>\\nA:"``); a correct
-completion is the answer, preceded by one space and followed by end-of-sequence.
+The file is an evaluation dataset in the runner's format (``sovereign.eval.dataset``,
+docs/eval.md): one JSON object per line, ``{"id", "category", "input", "target",
+"scorer"}``, every scorer ``exact``. The input is the prompt, exactly what a
+completion request sends (``"Q: <question>\\nA:"``); the target is the answer. A
+correct completion is the answer, preceded by one space and followed by
+end-of-sequence.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from sovereign.model.tiny.errors import QASetError
 
 PROMPT_PREFIX = "Q: "
 PROMPT_SUFFIX = "\nA:"
-FIELDS = ("id", "prompt", "answer", "category")
+FIELDS = ("id", "category", "input", "target", "scorer")
+# The rubric of the set: is_correct, which the eval runner calls "exact".
+SCORER = "exact"
 
 
 @dataclass(frozen=True)
 class QAItem:
-    """One question of the set."""
+    """One question of the set (``prompt`` is the line's ``input``, ``answer`` its ``target``)."""
 
     id: str
     prompt: str
@@ -67,16 +72,20 @@ def load_qa(path: Path) -> list[QAItem]:
         extra = sorted(set(record) - set(FIELDS))
         if extra:
             raise QASetError(f"{where}: unknown field(s): {', '.join(extra)}")
-        item = QAItem(record["id"], record["prompt"], record["answer"], record["category"])
+        if record["scorer"] != SCORER:
+            raise QASetError(f"{where}: scorer must be {SCORER!r}, got {record['scorer']!r}")
+        item = QAItem(record["id"], record["input"], record["target"], record["category"])
         if item.id in seen:
             raise QASetError(f"{where}: duplicate id {item.id!r}")
         if not item.prompt.startswith(PROMPT_PREFIX) or not item.prompt.endswith(PROMPT_SUFFIX):
             raise QASetError(
-                f"{where}: prompt must look like {format_prompt('<question>')!r}, "
+                f"{where}: input (the prompt) must look like {format_prompt('<question>')!r}, "
                 f"got {item.prompt!r}"
             )
         if not item.answer.strip() or item.answer != item.answer.strip() or "\n" in item.answer:
-            raise QASetError(f"{where}: answer must be one non-empty line without outer spaces")
+            raise QASetError(
+                f"{where}: target (the answer) must be one non-empty line without outer spaces"
+            )
         seen.add(item.id)
         items.append(item)
     if not items:
