@@ -66,7 +66,9 @@ def _port(variables: Mapping[str, Any], name: str, default: int) -> int:
     return value
 
 
-def _vllm(host: str, variables: Mapping[str, Any], table: object, root: Path) -> list[dict[str, Any]]:
+def _vllm(
+    host: str, variables: Mapping[str, Any], table: object, root: Path
+) -> list[dict[str, Any]]:
     manifest = variables.get(serving.VARIABLE, {"deployments": []})
     found = []
     for deployment in serving.deployments(manifest, table, root):
