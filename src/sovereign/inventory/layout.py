@@ -58,7 +58,7 @@ ROLE_GROUPS: dict[str, tuple[str, ...]] = {
     "network_policy": ("all",),
     "pki": ("all",),
     "model_registry": ("registry",),
-    "sovereign_package": ("gpu_nodes", "gateway"),
+    "sovereign_package": ("gpu_nodes", "gateway", "observability"),
     "model_sync": ("gpu_nodes",),
     "vllm": ("gpu_nodes",),
     "gateway": ("gateway",),
@@ -67,6 +67,7 @@ ROLE_GROUPS: dict[str, tuple[str, ...]] = {
     "exporters": ("all",),
     "alertmanager": ("observability",),
     "prometheus": ("observability",),
+    "eval_runner": ("observability",),
 }
 
 # Role options the playbooks compute from the inventory and pass to the role
@@ -81,6 +82,7 @@ PLAYBOOK_SUPPLIED: dict[str, frozenset[str]] = {
     # Generated from the inventory (playbooks/observability.yml).
     "exporters": frozenset({"exporters_redis_enabled", "exporters_redis_password"}),
     "prometheus": frozenset({"prometheus_scrape_targets", "prometheus_alertmanagers"}),
+    "eval_runner": frozenset({"eval_runner_runtime"}),
 }
 
 # Variables that have been renamed: old name -> new name. A renamed variable

@@ -398,3 +398,31 @@ def _weights(counts: Sequence[int]) -> list[int]:
     for index in order[: 100 - sum(weights)]:
         weights[index] += 1
     return weights
+
+
+def eval_runtime(
+    hostvars: Mapping[str, Mapping[str, Any]],
+    hosts: Iterable[str],
+    table: object,
+    root: str,
+) -> dict[str, str | None]:
+    """What an evaluation run records of the serving runtime (``sovereign eval
+    --runtime``): the release the first serving host's first deployment serves
+    (its model digest, vLLM and CUDA versions, from the release table) and the
+    host. The driver version is the GPU-node roles' fact when they set one
+    (``sovereign_gpu_driver_version``), else unknown (null), never guessed."""
+    for host in hosts:
+        variables = hostvars[host]
+        found = deployments(variables.get(VARIABLE, {"deployments": []}), table, Path(root))
+        if not found:
+            continue
+        deployment = found[0]
+        driver = variables.get("sovereign_gpu_driver_version")
+        return {
+            "model_digest": deployment.release.digest,
+            "vllm_version": deployment.runtime.vllm_version or None,
+            "cuda_version": deployment.runtime.cuda_version or None,
+            "driver_version": str(driver) if driver else None,
+            "node": host,
+        }
+    return {}

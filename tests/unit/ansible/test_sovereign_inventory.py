@@ -71,6 +71,7 @@ def test_registers_every_inventory_filter() -> None:
         "sovereign_flow_rules",
         "sovereign_flow_probes",
         "sovereign_scrape_targets",
+        "sovereign_eval_runtime",
     }
 
 

@@ -272,3 +272,24 @@ def test_mid_rollout_the_gateway_counts_a_node_under_what_it_serves_now(
     assert versions["llama-2026-11"]["backends"] == {"general": ["http://gpu1:8000"]}
     assert versions["llama-2026-10"]["digest"] == DIGEST
     assert sorted(v["weight"] for v in versions.values()) == [50, 50]
+
+
+def test_an_evaluation_records_the_runtime_the_release_table_names(
+    table: dict[str, Any], root: Path
+) -> None:
+    hostvars: dict[str, dict[str, Any]] = {
+        "gpu1": {"sovereign_serving": {"deployments": []}},
+        "gpu2": {"sovereign_serving": manifest(), "sovereign_gpu_driver_version": "570.124.06"},
+    }
+    runtime = serving.eval_runtime(hostvars, ["gpu1", "gpu2"], table, str(root))
+    assert runtime == {
+        "model_digest": DIGEST,
+        "vllm_version": table["runtimes"]["cu128"]["vllm_version"],
+        "cuda_version": table["runtimes"]["cu128"]["cuda_version"],
+        "driver_version": "570.124.06",
+        "node": "gpu2",
+    }
+    # Without the GPU-node roles' fact the driver is unknown, not guessed.
+    del hostvars["gpu2"]["sovereign_gpu_driver_version"]
+    assert serving.eval_runtime(hostvars, ["gpu2"], table, str(root))["driver_version"] is None
+    assert serving.eval_runtime(hostvars, [], table, str(root)) == {}

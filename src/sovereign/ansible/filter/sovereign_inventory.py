@@ -3,9 +3,10 @@
 - ``sovereign_inventory_problems``: every problem of an inventory, as text
   (``playbooks/validate.yml``, the first play of every entry playbook).
 - ``sovereign_serving_*``, ``sovereign_gateway_models``,
-  ``sovereign_catalog``: the serving manifest (``sovereign.inventory.serving``)
-  and the release table (``sovereign.inventory.releases``) turned into the
-  inputs of ``model_sync``, ``vllm`` and the gateway
+  ``sovereign_catalog``, ``sovereign_eval_runtime``: the serving manifest
+  (``sovereign.inventory.serving``) and the release table
+  (``sovereign.inventory.releases``) turned into the inputs of ``model_sync``,
+  ``vllm``, the gateway and the evaluation runner
   (``playbooks/vars/serving.yml``, ``playbooks/control_plane.yml``,
   ``playbooks/governance_plane.yml``); roles never read either themselves.
 - ``sovereign_flow_rules``, ``sovereign_flow_probes``: a host's inbound allow
@@ -159,6 +160,7 @@ _DERIVED: dict[str, Callable[..., Any]] = {
     "sovereign_serving_active": serving.active_releases,
     "sovereign_serving_backends": serving.host_backends,
     "sovereign_gateway_models": serving.gateway_models,
+    "sovereign_eval_runtime": serving.eval_runtime,
     "sovereign_catalog": _catalog,
     "sovereign_flow_rules": flows.host_rules,
     "sovereign_flow_probes": flows.probes,
