@@ -7,8 +7,6 @@ certificate made here. Used by the integration tests and by
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import shutil
 import socket
 import ssl
@@ -20,12 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from tests.support.keys import pem_private_key, write_ec_key_pair
+from tests.support.keys import write_ec_key_pair, write_test_tls
 
 REGISTRY_BINARY = Path("/usr/bin/docker-registry")
 MISSING_REASON = "needs Debian's docker-registry: apt-get install docker-registry"
@@ -49,43 +43,6 @@ def write_key_pair(directory: Path) -> tuple[Path, Path]:
     return write_ec_key_pair(directory, "model", private_suffix=".key")
 
 
-def _certificates(directory: Path) -> tuple[Path, Path, Path]:
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sovereign test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=2))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(pem_private_key(key))
-    return paths
-
-
 def _htpasswd_line() -> str:
     tool = shutil.which("htpasswd")
     if tool is None:
@@ -107,7 +64,7 @@ def local_registry(work: Path) -> Iterator[LocalRegistry]:
     """Run a TLS + htpasswd registry storing under ``work`` until the block ends."""
     if not REGISTRY_BINARY.exists():
         raise RegistryUnavailable(MISSING_REASON)
-    ca, cert, key = _certificates(work)
+    ca, cert, key = write_test_tls(work)
     (work / "htpasswd").write_text(_htpasswd_line() + "\n")
     port = _free_port()
     (work / "config.yml").write_text(

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.ready import wait_until_ok
-from tests.support.redis_server import free_port
+from tests.support import prometheus_server
 from tests.unit.observability.test_alert_rules import ROOT, render_rules
 
 DASHBOARDS = ROOT / "files" / "prometheus" / "dashboards"
@@ -51,9 +48,8 @@ def _recorded(rules_dir: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Debian's Prometheus on a free loopback port, with the rendered rules."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("prometheus is not installed: make test-packages installs Debian's prometheus")
+    if prometheus_server.binary() is None:
+        pytest.skip(prometheus_server.MISSING_REASON)
     work = tmp_path_factory.mktemp("prometheus")
     rules = render_rules(work)
     config = {
@@ -61,33 +57,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "rule_files": [str(path) for path in rules],
         "scrape_configs": [],
     }
-    (work / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    log = (work / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={work / 'prometheus.yml'}",
-            f"--storage.tsdb.path={work / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            wait_until_ok(process, f"{url}/-/ready", "prometheus")
-        except AssertionError as exc:
-            log.flush()
-            raise AssertionError(
-                f"{exc}: {(work / 'prometheus.log').read_text()[-2000:]}"
-            ) from None
+    with prometheus_server.running(work, config) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
 
 
 @pytest.mark.parametrize("name", NAMES)
