@@ -90,10 +90,12 @@ def write_group_vars(inventory: Path, name: str, variables: dict[str, object]) -
 
 def lab_state(directory: Path) -> Path:
     """What playbooks/lab/model.yml leaves on the controller: the signed
-    model, its key and the digests of the lab's two releases."""
+    model, its key and the digests of the lab's releases."""
     (directory / "models/tiny").mkdir(parents=True)
+    (directory / "models/tiny-worse").mkdir(parents=True)
     (directory / "models/tiny-good.digest").write_text("sha256:" + "0" * 64 + "\n")
     (directory / "models/tiny-good2.digest").write_text("sha256:" + "1" * 64 + "\n")
+    (directory / "models/tiny-worse.digest").write_text("sha256:" + "2" * 64 + "\n")
     shutil.copy(ROOT / "files/keys/example-custodians.pub", directory / "model-signing.pub")
     return directory
 

@@ -124,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="OpenAI-compatible API root: https://<gateway>/v1 or http://<node>:<port>/v1",
     )
     run.add_argument("--model", required=True, help="the served model name (also the label)")
+    run.add_argument(
+        "--model-version",
+        metavar="RELEASE",
+        help="through the gateway: ask this version of the model (X-Sovereign-Model-Version; "
+        "the account must be in the gateway's routing.version_pin_groups)",
+    )
     auth = run.add_argument_group(
         "authentication (none: a backend reached directly; secrets only from files)"
     )
@@ -262,6 +268,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         timeout_s=args.timeout,
         max_response_bytes=args.max_response_bytes,
         resolve=tuple(parse_resolve(text) for text in args.resolve),
+        model_version=args.model_version,
     )
     request = RunRequest(
         dataset=load_dataset(args.dataset),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import ssl
 import threading
 import time
@@ -36,6 +37,9 @@ MAX_ERROR_CHARS = 200
 # A token is refreshed this long before the identity provider says it expires.
 TOKEN_REFRESH_MARGIN_S = 30.0
 LOOPBACK_NAMES = ("localhost",)
+# The gateway's header that names one version of a model (its routing.py).
+VERSION_HEADER = "X-Sovereign-Model-Version"
+MODEL_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def is_loopback(host: str) -> bool:
@@ -397,9 +401,17 @@ class Connection:
     timeout_s: float = DEFAULT_TIMEOUT_S
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     resolve: tuple[Override, ...] = ()
+    # The gateway's X-Sovereign-Model-Version: measure this version of the
+    # model (an upgrade's candidate, or the running one), not the user split.
+    model_version: str | None = None
 
     def __post_init__(self) -> None:
         self.tokens.check()
+        if self.model_version is not None and not MODEL_VERSION.fullmatch(self.model_version):
+            raise UsageError(
+                "--model-version must be a release name (letters, digits, '.', '_', '-'; "
+                "at most 128)"
+            )
         check_url(self.base_url, "--base-url", secret_bearing=self.tokens.grant != "none")
         if not self.timeout_s > 0:
             raise UsageError("--timeout must be a positive number of seconds")
@@ -409,6 +421,12 @@ class Connection:
     @property
     def url(self) -> str:
         return self.base_url.rstrip("/")
+
+    def headers(self) -> dict[str, str]:
+        """Headers every request of the run carries besides the token."""
+        if self.model_version is None:
+            return {}
+        return {VERSION_HEADER: self.model_version}
 
     def token_source(self) -> TokenSource:
         return TokenSource(
@@ -428,6 +446,8 @@ class Connection:
             args["cacert"] = str(self.cacert)
         if self.resolve:
             args["resolve"] = ",".join(f"{h}:{p}:[{a}]" for h, p, a in self.resolve)
+        if self.model_version is not None:
+            args["model_version"] = self.model_version
         return args
 
     @classmethod
@@ -442,6 +462,9 @@ class Connection:
             resolve=tuple(
                 parse_resolve(item) for item in str(args.get("resolve", "")).split(",") if item
             ),
+            model_version=(
+                str(args["model_version"]) if args.get("model_version") is not None else None
+            ),
         )
 
 
@@ -453,7 +476,7 @@ def get_json(
     A 401 or 403 is a BackendError naming the token options, unless
     ``refusal_is_error`` is false (a probe of an optional endpoint).
     """
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": "application/json", **connection.headers()}
     bearer = tokens.bearer()
     if bearer is not None:
         headers["Authorization"] = f"Bearer {bearer}"

@@ -206,7 +206,11 @@ class CompletionsAPI(ModelAPI):
 
     async def _post(self, body: bytes) -> tuple[int, bytes]:
         url = self.connection.url + "/completions"
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            **self.connection.headers(),
+        }
         bearer = await anyio.to_thread.run_sync(self.tokens.bearer)
         if bearer is not None:
             headers["Authorization"] = f"Bearer {bearer}"

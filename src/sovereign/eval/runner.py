@@ -227,6 +227,7 @@ def execute(request: RunRequest) -> RunReport:
             "auth": connection.tokens.grant,
             "cacert": str(connection.cacert) if connection.cacert else None,
             "resolve": [f"{host}:{port}:{address}" for host, port, address in connection.resolve],
+            "model_version": connection.model_version,
         },
         "runtime": runtime.as_json(),
         "generation": {

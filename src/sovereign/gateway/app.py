@@ -63,7 +63,7 @@ from sovereign.gateway.openapi import build_openapi
 from sovereign.gateway.preauth import THROTTLED, PreAuthGuard
 from sovereign.gateway.quota import Reservation
 from sovereign.gateway.quota_errors import QuotaError, QuotaExceededError
-from sovereign.gateway.routing import DATA_CLASS_HEADER, Decision, Router, Target
+from sovereign.gateway.routing import DATA_CLASS_HEADER, VERSION_HEADER, Decision, Router, Target
 from sovereign.gateway.streaming import SseRelay
 from sovereign.gateway.trusted_header import (
     TrustedProxies,
@@ -353,7 +353,10 @@ class Gateway:
         exchange.admitted = admitted = policy.admitter.admit(
             exchange.endpoint, body, model, principal.groups
         )
-        exchange.target = router.target(model_name, decision.tier, principal.user)
+        pinned = router.pinned_version(
+            request.headers.getlist(VERSION_HEADER), principal, model_name
+        )
+        exchange.target = router.target(model_name, decision.tier, principal.user, pinned)
         user_limits, team_limits = policy.quotas.limits(principal)
         try:
             exchange.reservation = await self.quota.reserve(
@@ -727,8 +730,10 @@ class Gateway:
         metrics = self.metrics
         metrics.requests.labels(exchange.endpoint, model, str(status)).inc()
         metrics.duration.labels(exchange.endpoint, model).observe(elapsed)
-        if exchange.upstream_s and exchange.target is not None:
-            metrics.upstream.labels(model, exchange.target.version).observe(exchange.upstream_s)
+        if exchange.target is not None:
+            metrics.version_requests.labels(model, exchange.target.version, str(status)).inc()
+            if exchange.upstream_s:
+                metrics.upstream.labels(model, exchange.target.version).observe(exchange.upstream_s)
         if self.access_log and access_log.isEnabledFor(logging.INFO):
             principal = exchange.principal
             access_log.info(

@@ -259,6 +259,10 @@ class Routing(_Model):
     rules: list[Rule] = Field(default_factory=list)
     # Salt of the sticky canary hash; change it to reshuffle users.
     canary_salt: str = "sovereign"
+    # Members of these groups may ask for one version of a model with the
+    # X-Sovereign-Model-Version header (the upgrade's evaluation measures the
+    # candidate and the running version apart); nobody else may.
+    version_pin_groups: list[str] = Field(default_factory=list)
 
 
 class Audit(_Model):

@@ -83,6 +83,16 @@ class GatewayMetrics:
                 registry=r,
             )
         )
+        # Per version of a model: what an upgrade's SLO gate compares
+        # (the canary's error rate against the running version's).
+        self.version_requests = _Labelled(
+            Counter(
+                "sovereign_gateway_version_requests",
+                "Requests routed to a model version, by the HTTP status answered.",
+                ["model", "version", "status"],
+                registry=r,
+            )
+        )
         self.duration = _Labelled(
             Histogram(
                 "sovereign_gateway_request_duration_seconds",

@@ -10,6 +10,11 @@ is about to restart) take no new request; when every backend of the chosen
 version in the tier is drained, or the version has none there (mid-rollout,
 one hardware class is ahead of another), the first listed version that has a
 live backend in the tier answers, and the audit records that version.
+
+A member of ``routing.version_pin_groups`` may name the version with the
+``X-Sovereign-Model-Version`` header (an evaluation of a canary against the
+running version): that version answers or the request is refused, never
+another one.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from sovereign.gateway.errors import (
 from sovereign.gateway.identity import Principal
 
 DATA_CLASS_HEADER = "x-sovereign-data-class"
+VERSION_HEADER = "x-sovereign-model-version"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,10 @@ class Router:
         required = config.routing.required_labels
         self.required_labels = frozenset(self.data_classes if required is None else required)
         self._salt = config.routing.canary_salt
+        self._pin_groups = frozenset(config.routing.version_pin_groups)
+        self._versions = {
+            name: frozenset(v.name for v in model.versions) for name, model in config.models.items()
+        }
         self._full_text_classes = frozenset(config.audit.full_text_data_classes)
         served: dict[str, set[str]] = {}
         for name, model in config.models.items():
@@ -105,10 +115,17 @@ class Router:
         # (model, version the split chose, tier) -> (version that answers,
         # its digest, its live backends in turn); None: nothing live there.
         self._routes: dict[tuple[str, str, str], tuple[str, str, Iterator[str]] | None] = {}
+        self._pinned: dict[tuple[str, str, str], tuple[str, str, Iterator[str]]] = {}
         for name, model in config.models.items():
             for tier in sorted(tiers.get(name, ())):
                 fallback = next((v for v in model.versions if (name, v.name, tier) in live), None)
                 for v in model.versions:
+                    if (name, v.name, tier) in live:
+                        self._pinned[name, v.name, tier] = (
+                            v.name,
+                            v.digest,
+                            live[name, v.name, tier],
+                        )
                     answering = v if (name, v.name, tier) in live else fallback
                     self._routes[name, v.name, tier] = (
                         None
@@ -183,7 +200,44 @@ class Router:
                 break
         return allowed
 
-    def target(self, model: str, tier: str, user: str) -> Target:
+    def pinned_version(self, values: list[str], principal: Principal, model: str) -> str | None:
+        """The version the request names (X-Sovereign-Model-Version), or None.
+        Refuses a header sent twice, a caller outside ``version_pin_groups``
+        and a version the model does not have."""
+        if not values:
+            return None
+        if len(values) > 1:
+            raise BadRequestError(
+                f"{VERSION_HEADER} was sent {len(values)} times: name one version",
+                code="duplicate_model_version",
+                param="X-Sovereign-Model-Version",
+            )
+        if principal.groups.isdisjoint(self._pin_groups):
+            raise PermissionDeniedError(
+                "only members of routing.version_pin_groups may choose a model version",
+                code="version_pin_denied",
+                param="X-Sovereign-Model-Version",
+            )
+        version = values[0].strip()
+        if version not in self._versions.get(model, frozenset()):
+            known = ", ".join(sorted(self._versions.get(model, frozenset())))
+            raise BadRequestError(
+                f"model {model!r} has no version {bounded(version)} (it has: {known})",
+                code="unknown_model_version",
+                param="X-Sovereign-Model-Version",
+            )
+        return version
+
+    def target(self, model: str, tier: str, user: str, pinned: str | None = None) -> Target:
+        if pinned is not None:
+            found = self._pinned.get((model, pinned, tier))
+            if found is None:
+                raise ServiceUnavailableError(
+                    f"version {pinned!r} of model {model!r} has no live backend in tier "
+                    f"{tier!r} now; retry shortly",
+                    code="no_backend",
+                )
+            return Target(found[0], found[1], next(found[2]))
         version = self._splits[model].choose(bucket(self._salt, model, user))
         route = self._routes.get((model, version, tier))
         if route is None:

@@ -69,7 +69,7 @@ def _port(variables: Mapping[str, Any], name: str, default: int) -> int:
 def _vllm(
     host: str, variables: Mapping[str, Any], table: object, root: Path
 ) -> list[dict[str, Any]]:
-    manifest = variables.get(serving.VARIABLE, {"deployments": []})
+    manifest = serving.manifest_of(variables)
     found = []
     for deployment in serving.deployments(manifest, table, root):
         for port in deployment.ports():

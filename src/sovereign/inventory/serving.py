@@ -25,6 +25,10 @@ from sovereign.inventory.errors import InventoryError
 from sovereign.inventory.releases import ModelRelease, RuntimeRelease
 
 VARIABLE = "sovereign_serving"
+# What a promotion (playbooks/upgrade.yml) recorded: per serving group, per
+# deployment, the release (and runtime) that now wins over the manifest's.
+PINS = "sovereign_serving_pins"
+_PIN_KEYS = ("release", "runtime", "previous_release", "previous_runtime", "change", "promoted_at")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _TIER = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
@@ -208,6 +212,94 @@ def deployments(manifest: object, table: object, root: Path) -> list[Deployment]
     return _parse(manifest, table)
 
 
+def check_pins(pins: object, table: object, root: Path) -> list[str]:
+    """Problems of the pins file's variable: its shape and the releases it names
+    (that each pinned deployment exists is checked against each host's manifest)."""
+    if not isinstance(pins, Mapping):
+        return [
+            f"{PINS}: must map serving groups to {{deployment: pin}} (got {type(pins).__name__})"
+        ]
+    problems: list[str] = []
+    for group, deployments_ in sorted(pins.items()):
+        where = f"{PINS}.{group}"
+        if not isinstance(deployments_, Mapping):
+            problems.append(f"{where}: must map deployment names to pins")
+            continue
+        for name, pin in sorted(deployments_.items()):
+            at = f"{where}.{name}"
+            if not isinstance(pin, Mapping) or "release" not in pin:
+                problems.append(f"{at}: must be a mapping with at least 'release'")
+                continue
+            unknown = sorted(set(pin) - set(_PIN_KEYS))
+            if unknown:
+                problems.append(f"{at}: unknown keys {unknown}; a pin has {list(_PIN_KEYS)}")
+            problems.extend(
+                releases.check_model_reference(table, pin["release"], f"{at}.release", root)
+            )
+            if pin.get("runtime") is not None:
+                problems.extend(
+                    releases.check_runtime_reference(table, pin["runtime"], f"{at}.runtime", root)
+                )
+    return problems
+
+
+def apply_pins(manifest: object, pins: object, groups: Iterable[str]) -> object:
+    """The manifest with the pins of the host's groups applied: a pinned
+    deployment serves the pinned release (and runtime). A pin naming a
+    deployment the manifest does not have is an error, so a renamed
+    deployment cannot silently drop a promotion."""
+    if not isinstance(pins, Mapping) or not pins or not isinstance(manifest, Mapping):
+        return manifest
+    items = manifest.get("deployments", [])
+    if not isinstance(items, Sequence) or isinstance(items, str):
+        return manifest
+    wanted: dict[str, tuple[str, Mapping[str, Any]]] = {}
+    for group in groups:
+        found = pins.get(group)
+        if isinstance(found, Mapping):
+            for name, pin in found.items():
+                if name in wanted and wanted[name][1] != pin:
+                    raise InventoryError(
+                        f"{PINS}: deployment {name!r} is pinned differently by groups "
+                        f"{wanted[name][0]!r} and {group!r} of one host"
+                    )
+                wanted[name] = (group, pin)
+    if not wanted:
+        return manifest
+    names = {item.get("name") for item in items if isinstance(item, Mapping)}
+    missing = sorted(set(wanted) - names)
+    if missing:
+        raise InventoryError(
+            f"{PINS}.{wanted[missing[0]][0]}.{missing[0]}: names no deployment of the serving "
+            f"manifest ({sorted(str(name) for name in names)}); remove the pin or fix the manifest"
+        )
+    pinned = []
+    for item in items:
+        if isinstance(item, Mapping) and item.get("name") in wanted:
+            pin = wanted[item["name"]][1]
+            item = {**item, "release": pin["release"]}
+            if pin.get("runtime") is not None:
+                item["runtime"] = pin["runtime"]
+        pinned.append(item)
+    return {**manifest, "deployments": pinned}
+
+
+# Set by playbooks/upgrade.yml on a canary node: the manifest it serves while
+# the upgrade runs (the candidate release for the upgraded deployment).
+CANDIDATE = "sovereign_serving_candidate"
+
+
+def manifest_of(variables: Mapping[str, Any]) -> object:
+    """A host's serving manifest as it is served: a canary node's candidate
+    manifest during an upgrade, else its own with the pins of its groups
+    applied (hostvars carry ``group_names``)."""
+    candidate = variables.get(CANDIDATE)
+    if candidate:
+        return candidate
+    manifest = variables.get(VARIABLE, {"deployments": []})
+    return apply_pins(manifest, variables.get(PINS, {}), variables.get("group_names", []))
+
+
 def model_sync_models(
     manifest: object, table: object, root: str, registry: str
 ) -> list[dict[str, str]]:
@@ -338,10 +430,17 @@ def gateway_models(
     table: object,
     root: str,
     scheme: str = "http",
+    weights: Mapping[str, int] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """``gateway_models``, derived from every serving host's manifest: per model
     the releases serving it (a version each, weighted by replica count), each
     with every serving host x replica port as a backend in each of its tiers.
+
+    ``weights`` (version name -> percent) fixes the weight of those versions (an
+    upgrade's canary, :func:`version_name`); they are listed last, so raising their weight only
+    moves users onto them, and the other releases of the model share the
+    rest by replica count. A release fixed at 0 keeps its backends (registered,
+    no traffic).
 
     Where a host reports what it serves now (the fact ``sovereign_serving_active``,
     read by the data plane and governance playbooks), a deployment counts under
@@ -349,12 +448,13 @@ def gateway_models(
     audited with the digest it really serves; a node serving no release of the
     table gets no traffic."""
     base = Path(root)
-    replicas: dict[str, dict[str, int]] = {}
-    backends: dict[tuple[str, str], dict[str, list[str]]] = {}
+    # (public name, release, runtime) -> replicas, and -> tier -> backends
+    replicas: dict[tuple[str, str, str], int] = {}
+    backends: dict[tuple[str, str, str], dict[str, list[str]]] = {}
     found: dict[str, ModelRelease] = {}
     for host in hosts:
         variables = hostvars[host]
-        manifest = variables.get(VARIABLE, {"deployments": []})
+        manifest = manifest_of(variables)
         active = variables.get(ACTIVE)
         for deployment in deployments(manifest, table, base):
             release = deployment.release
@@ -362,31 +462,55 @@ def gateway_models(
                 if not active[deployment.name]:
                     continue
                 release = releases.model_release(table, active[deployment.name])
-            public = release.served_model_name
+            key = (release.served_model_name, release.name, deployment.runtime.name)
             found[release.name] = release
-            counts = replicas.setdefault(public, {})
-            counts[release.name] = counts.get(release.name, 0) + deployment.replicas
-            tiers = backends.setdefault((public, release.name), {})
+            replicas[key] = replicas.get(key, 0) + deployment.replicas
+            tiers = backends.setdefault(key, {})
             for tier in deployment.tiers:
                 tiers.setdefault(tier, []).extend(urls(deployment, host, scheme))
+    fixed = dict(weights or {})
     models: dict[str, dict[str, Any]] = {}
-    for public, counts in sorted(replicas.items()):
-        names = sorted(counts)
-        weights = _weights([counts[name] for name in names])
-        first = found[names[0]]
+    for public in sorted({key[0] for key in replicas}):
+        keys = sorted(key for key in replicas if key[0] == public)
+        names = {key: version_name(key[1], key[2], keys) for key in keys}
+        pinned = [key for key in keys if names[key] in fixed]
+        others = [key for key in keys if names[key] not in fixed]
+        rest = 100 - sum(fixed[names[key]] for key in pinned)
+        if rest < 0 or any(not 0 <= fixed[names[key]] <= 100 for key in pinned):
+            raise InventoryError(f"canary weights of {public!r} must be 0..100 and sum to <= 100")
+        if others:
+            shares = [share * rest // 100 for share in _weights([replicas[k] for k in others])]
+            shares[0] += rest - sum(shares)
+        elif rest:
+            raise InventoryError(
+                f"model {public!r}: only canary versions serve it, so their weights must sum "
+                f"to 100 (got {100 - rest})"
+            )
+        else:
+            shares = []
+        ordered = others + pinned
+        weights_ = shares + [fixed[names[key]] for key in pinned]
         models[public] = {
-            "endpoints": list(first.endpoints),
+            "endpoints": list(found[ordered[0][1]].endpoints),
             "versions": [
                 {
-                    "name": name,
+                    "name": names[key],
                     "weight": weight,
-                    "digest": found[name].digest,
-                    "backends": backends[public, name],
+                    "digest": found[key[1]].digest,
+                    "backends": backends[key],
                 }
-                for name, weight in zip(names, weights, strict=True)
+                for key, weight in zip(ordered, weights_, strict=True)
             ],
         }
     return models
+
+
+def version_name(release: str, runtime: str, keys: Iterable[tuple[str, str, str]]) -> str:
+    """The gateway's version name of a release served on a runtime: the release's
+    name, or ``release@runtime`` while the release is served on two runtimes
+    (a runtime upgrade's canary), so the audit and the weights tell them apart."""
+    runtimes = {key[2] for key in keys if key[1] == release}
+    return release if len(runtimes) <= 1 else f"{release}@{runtime}"
 
 
 def _weights(counts: Sequence[int]) -> list[int]:
@@ -413,7 +537,7 @@ def eval_runtime(
     (``sovereign_gpu_driver_version``), else unknown (null), never guessed."""
     for host in hosts:
         variables = hostvars[host]
-        found = deployments(variables.get(VARIABLE, {"deployments": []}), table, Path(root))
+        found = deployments(manifest_of(variables), table, Path(root))
         if not found:
             continue
         deployment = found[0]

@@ -10,6 +10,7 @@ from typing import Any
 
 from sovereign.inventory import layout, releases, serving
 from sovereign.inventory.argspec import PLAY_ROLE, PLAY_SPEC, RoleSpec
+from sovereign.inventory.errors import InventoryError
 from sovereign.inventory.typecheck import check_value
 
 
@@ -92,6 +93,14 @@ def check_groups(groups: Mapping[str, Iterable[str]]) -> list[Problem]:
                     f"it holds {rule.purpose}"
                 )
             )
+    for name in sorted(groups):
+        if name.startswith(layout.RUN_GROUP_PREFIX):
+            problems.append(
+                Problem(
+                    f"group {name!r}: names starting {layout.RUN_GROUP_PREFIX!r} are made by "
+                    "playbooks/upgrade.yml while it runs; rename the inventory's group"
+                )
+            )
     for rule in layout.OPTIONAL_GROUPS:
         count = len(list(groups.get(rule.name, [])))
         if rule.max_hosts is not None and count > rule.max_hosts:
@@ -143,6 +152,15 @@ def check_host_variables(
         if name == serving.VARIABLE:
             problems.extend(serving.check_manifest(variables[name], table, root))
             continue
+        if name == serving.PINS:
+            problems.extend(serving.check_pins(variables[name], table, root))
+            continue
+        if name == serving.CANDIDATE:
+            problems.append(
+                f"{name}: is set by playbooks/upgrade.yml on canary nodes while it runs; "
+                "an inventory never sets it"
+            )
+            continue
         if name == CATALOG:
             problems.extend(releases.check_catalog(variables[name], table, root))
             continue
@@ -189,6 +207,26 @@ def check_required(
     return problems
 
 
+def _check_pinned(
+    variables: Mapping[str, Any], host_groups: Iterable[str], root: Path, found: list[str]
+) -> list[str]:
+    """The manifest as the pins make it must be sound too (a pin naming no
+    deployment of the host, or a release the host cannot serve)."""
+    if serving.PINS not in variables or any(m.startswith(serving.PINS) for m in found):
+        return []
+    manifest = variables.get(serving.VARIABLE, {"deployments": []})
+    try:
+        pinned = serving.apply_pins(manifest, variables[serving.PINS], host_groups)
+    except InventoryError as exc:
+        return [str(exc)]
+    if pinned is manifest:
+        return []
+    return [
+        f"{message} (with the pins of {serving.PINS} applied)"
+        for message in serving.check_manifest(pinned, variables.get(releases.VARIABLE), root)
+    ]
+
+
 def validate_inventory(
     hostvars: Mapping[str, Mapping[str, Any]],
     groups: Mapping[str, Iterable[str]],
@@ -209,6 +247,7 @@ def validate_inventory(
         variables = hostvars[host]
         messages = check_host_variables(variables, specs, root)
         messages += check_required(host, variables, membership.get(host, []), specs)
+        messages += _check_pinned(variables, membership.get(host, []), root, messages)
         for message in messages:
             by_message.setdefault(message, []).append(host)
     problems.extend(

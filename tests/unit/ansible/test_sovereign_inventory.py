@@ -72,7 +72,20 @@ def test_registers_every_inventory_filter() -> None:
         "sovereign_flow_probes",
         "sovereign_scrape_targets",
         "sovereign_eval_runtime",
+        "sovereign_serving_pinned",
+        "sovereign_upgrade_plan",
+        "sovereign_upgrade_candidate_manifest",
+        "sovereign_upgrade_pins",
+        "sovereign_upgrade_slo_verdict",
+        "sovereign_upgrade_query_values",
+        "sovereign_upgrade_eval_summary",
     }
+
+
+def test_upgrade_plan_errors_name_the_filter() -> None:
+    plan = load_plugin().FilterModule().filters()["sovereign_upgrade_plan"]
+    with pytest.raises(AnsibleFilterError, match=r"^sovereign_upgrade_plan: .*'nope' is no group"):
+        plan({}, {"gpu_nodes": []}, {}, "/", {"group": "nope"})
 
 
 def test_flow_filters_name_themselves_in_errors() -> None:

@@ -127,3 +127,50 @@ def test_sovereign_audit_is_dispatched(capsys: pytest.CaptureFixture[str]) -> No
     assert "sovereign audit" in capsys.readouterr().err
     assert top.main(["--help"]) == 0
     assert "audit" in capsys.readouterr().out
+
+
+def _append(directory: Path, key: Path, text: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(
+        ["append", str(directory), "--signing-key", str(key)],
+        stdout=out,
+        stderr=err,
+        stdin=io.StringIO(text),
+    )
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_append_chains_change_records_that_verify(tmp_path: Path, keys: KeyPair) -> None:
+    log = tmp_path / "changes"
+    for decision in ("started", "rolled_back"):
+        code, out, err = _append(log, keys.private, f'{{"event": "{decision}", "step": 5}}')
+        assert (code, err) == (0, ""), err
+        assert out.startswith("OK: appended change #")
+    code, out, _ = run("verify", str(log), "--public-key", str(keys.public))
+    assert code == 0
+    assert "1 chain(s) (change), 2 records" in out
+    segment = only_segment(log / "change")
+    raw = segment.read_text("utf-8")
+    assert raw.count('"event":"rolled_back"') == 1, raw
+    # Changing a figure of an earlier record breaks the chain.
+    segment.write_text(raw.replace('"step":5', '"step":50', 1), "utf-8")
+    code, _, err = run("verify", str(log), "--public-key", str(keys.public))
+    assert code == 1 and "change" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("not json", "is not JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ('{"data_class": "internal"}', "differs from --data-class"),
+        ("{" + '"a": "' + "x" * (300 * 1024) + '"}', "larger than"),
+    ],
+)
+def test_append_refuses_what_it_cannot_chain(
+    tmp_path: Path, keys: KeyPair, text: str, message: str
+) -> None:
+    code, out, err = _append(tmp_path / "changes", keys.private, text)
+    assert (code, out) == (2, "")
+    assert message in err
+    assert not (tmp_path / "changes" / "change").exists()

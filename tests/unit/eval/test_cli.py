@@ -281,6 +281,17 @@ def test_token_file(tmp_path: Path) -> None:
     assert "HTTP 401: invalid token (check the token options)" in refused.err
 
 
+def test_a_model_version_is_asked_for_on_every_request_and_recorded(tmp_path: Path) -> None:
+    backend = FakeBackend(dataset_answers())
+    with running(backend) as origin:
+        result = run(origin, tmp_path / "results", "--model-version", "tiny-good2")
+    assert result.code == 0, result.err
+    assert backend.headers
+    assert {h.get("x-sovereign-model-version") for h in backend.headers} == {"tiny-good2"}
+    record = json.loads(next((tmp_path / "results").rglob("*.json")).read_text())
+    assert record["endpoint"]["model_version"] == "tiny-good2"
+
+
 def test_a_model_that_is_not_served_is_named(tmp_path: Path) -> None:
     backend = FakeBackend(dataset_answers(), models=["other-model"])
     with running(backend) as origin:
@@ -450,6 +461,20 @@ def test_without_the_extra_the_missing_module_is_named(
                 "m",
             ),
             "cannot read the dataset",
+        ),
+        (
+            (
+                "run",
+                "--dataset",
+                TINY_QA,
+                "--base-url",
+                "http://127.0.0.1:9/v1",
+                "--model",
+                "m",
+                "--model-version",
+                "bad version\n",
+            ),
+            "--model-version must be a release name",
         ),
         (("compare", TINY_QA, TINY_QA), "not JSON"),
     ],

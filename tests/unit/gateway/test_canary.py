@@ -60,3 +60,76 @@ def test_a_reload_changes_the_split_for_new_requests(
             assert client.post("/v1/chat/completions", json=chat(), headers=headers).is_success
     assert harness.backends.who_received() == [f"tiny-{expected}-general"]
     assert {r["backend_version"] for r in harness.audit.records} == {expected}
+
+
+def _pinning_config(**routing: object) -> dict[str, object]:
+    data = make_config().model_dump(mode="json")
+    data["routing"].update({"version_pin_groups": ["evaluators"], **routing})
+    return data
+
+
+def test_an_evaluator_gets_the_version_it_names_whatever_its_bucket(harness: Harness) -> None:
+    harness.gateway.reload(make_config(routing=_pinning_config()["routing"]))
+    with harness.client() as client:
+        for version in ("canary", "stable", "canary"):
+            answer = client.post(
+                "/v1/chat/completions",
+                json=chat(),
+                headers={
+                    **harness.auth(preferred_username="svc-eval", groups=["evaluators"]),
+                    "X-Sovereign-Model-Version": version,
+                },
+            )
+            assert answer.is_success, answer.text
+    assert sorted(harness.backends.who_received()) == ["tiny-canary-general", "tiny-stable-general"]
+    admitted = [r for r in harness.audit.records if r["event"] == "admitted"]
+    assert [r["backend_version"] for r in admitted] == ["canary", "stable", "canary"]
+    # What the upgrade's SLO gate reads: requests per version and status.
+    scrape = harness.gateway.metrics.registry.get_sample_value
+    labels = {"model": "tiny", "status": "200"}
+    assert scrape("sovereign_gateway_version_requests_total", {**labels, "version": "canary"}) == 2
+    assert scrape("sovereign_gateway_version_requests_total", {**labels, "version": "stable"}) == 1
+
+
+@pytest.mark.parametrize(
+    ("groups", "values", "status", "code"),
+    [
+        (["staff"], ["canary"], 403, "version_pin_denied"),
+        (["evaluators"], ["nightly"], 400, "unknown_model_version"),
+        (["evaluators"], ["canary", "stable"], 400, "duplicate_model_version"),
+        (["evaluators"], ["x" * 5000], 400, "unknown_model_version"),
+    ],
+)
+def test_a_version_pin_is_refused_unless_allowed_and_known(
+    harness: Harness, groups: list[str], values: list[str], status: int, code: str
+) -> None:
+    harness.gateway.reload(make_config(routing=_pinning_config()["routing"]))
+    headers = list(harness.auth(groups=groups).items())
+    headers += [("X-Sovereign-Model-Version", value) for value in values]
+    with harness.client() as client:
+        answer = client.post("/v1/chat/completions", json=chat(), headers=headers)
+    assert answer.status_code == status
+    assert answer.json()["error"]["code"] == code
+    assert len(answer.text) < 1000  # the client's value is cut in the answer
+    assert harness.backends.who_received() == []
+
+
+def test_a_pinned_version_with_every_backend_drained_is_refused_not_swapped(
+    harness: Harness,
+) -> None:
+    data = _pinning_config()
+    harness.gateway.reload(
+        make_config(routing=data["routing"], drained=["http://tiny-canary-general"])
+    )
+    with harness.client() as client:
+        answer = client.post(
+            "/v1/chat/completions",
+            json=chat(),
+            headers={
+                **harness.auth(groups=["evaluators"]),
+                "X-Sovereign-Model-Version": "canary",
+            },
+        )
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "no_backend"
+    assert harness.backends.who_received() == []

@@ -15,6 +15,9 @@
   (``sovereign.inventory.flows``).
 - ``sovereign_scrape_targets``: what the ``prometheus`` role scrapes and
   probes (``playbooks/observability.yml``, ``sovereign.inventory.monitoring``).
+- ``sovereign_upgrade_*``: the checked plan of a canary upgrade, the canary
+  nodes' manifest and the pins a promotion records (``playbooks/upgrade.yml``,
+  ``sovereign.inventory.upgrade``).
 
 Ansible loads this file by path (``filter_plugins`` in ansible.cfg) and it
 imports the installed package by name: Ansible runs from the project's
@@ -39,6 +42,7 @@ try:
         monitoring,
         releases,
         serving,
+        upgrade,
         validate_inventory,
     )
 except ImportError as exc:  # pragma: no cover - depends on how Ansible was started
@@ -109,7 +113,7 @@ def inventory_problems(
     special = (
         set(layout.RENAMED_VARIABLES)
         | set(layout.REMOVED_VARIABLES)
-        | {serving.VARIABLE, releases.VARIABLE, CATALOG}
+        | {serving.VARIABLE, serving.PINS, serving.CANDIDATE, releases.VARIABLE, CATALOG}
     )
     hosts: dict[str, dict[str, Any]] = {}
     template_problems: list[str] = []
@@ -154,6 +158,7 @@ def _catalog(entries: object, table: object, root: str) -> list[dict[str, str]]:
 
 _DERIVED: dict[str, Callable[..., Any]] = {
     "sovereign_serving_models": serving.model_sync_models,
+    "sovereign_serving_pinned": serving.apply_pins,
     "sovereign_serving_instances": serving.vllm_instances,
     "sovereign_serving_runtime": serving.runtime,
     "sovereign_serving_units": serving.units,
@@ -165,6 +170,12 @@ _DERIVED: dict[str, Callable[..., Any]] = {
     "sovereign_flow_rules": flows.host_rules,
     "sovereign_flow_probes": flows.probes,
     "sovereign_scrape_targets": monitoring.scrape_targets,
+    "sovereign_upgrade_plan": upgrade.plan,
+    "sovereign_upgrade_candidate_manifest": upgrade.candidate_manifest,
+    "sovereign_upgrade_pins": upgrade.pins,
+    "sovereign_upgrade_slo_verdict": upgrade.slo_verdict,
+    "sovereign_upgrade_query_values": upgrade.query_values,
+    "sovereign_upgrade_eval_summary": upgrade.eval_summary,
 }
 
 
