@@ -80,7 +80,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group("unit"))
 
 
-_SCENARIO_TIMES: list[tuple[str, float, str]] = []
+_SCENARIO_TIMES: list[tuple[str, float, str, str]] = []
 _STARTED = time.monotonic()
 
 
@@ -88,7 +88,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Keep each molecule scenario's time (create to destroy) for the summary."""
     if report.when == "call" and "molecule" in report.keywords:
         name = report.nodeid.split("[", 1)[-1].rstrip("]")
-        _SCENARIO_TIMES.append((name, report.duration, report.outcome))
+        actions: list[tuple[str, float]] = dict(report.user_properties).get(  # type: ignore[assignment]
+            "molecule_actions", []
+        )
+        detail = ", ".join(f"{action} {seconds:.0f}" for action, seconds in actions)
+        _SCENARIO_TIMES.append((name, report.duration, report.outcome, detail))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -96,9 +100,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not _SCENARIO_TIMES:
         return
     terminalreporter.section("molecule scenario times")
-    for name, seconds, outcome in _SCENARIO_TIMES:
+    for name, seconds, outcome, detail in _SCENARIO_TIMES:
         terminalreporter.write_line(f"{seconds:7.0f} s  {name}  ({outcome})")
-    total = sum(seconds for _, seconds, _ in _SCENARIO_TIMES)
+        if detail:
+            terminalreporter.write_line(f"           {detail}")
+    total = sum(seconds for _, seconds, _, _ in _SCENARIO_TIMES)
     terminalreporter.write_line(f"{total:7.0f} s  all scenarios, one after another")
     wall = time.monotonic() - _STARTED
     terminalreporter.write_line(f"{wall:7.0f} s  this pytest run, wall clock")

@@ -9,8 +9,11 @@ converged host, side effect, verify, destroy.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,8 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = os.environ.get("SOVEREIGN_BASE_IMAGE", "sovereign/base:bookworm")
 # The serving nodes' image: the base image with the lab's vLLM runtime staged.
 VLLM_IMAGE = os.environ.get("SOVEREIGN_VLLM_IMAGE", "sovereign/vllm-node:bookworm")
-# Beside another scenario on two cores the platform takes about 25 minutes.
-TIMEOUT_S = 2700
+# Beside another scenario on two cores the platform takes about 35 minutes.
+TIMEOUT_S = 3600
+# molecule's "INFO     [default > converge] Executing" and "... Executed: ...".
+ACTION = re.compile(r"\[[^\]>]+ > ([a-z_]+)\] (Executing|Executed)")
 
 
 def label_of(project: Path) -> str:
@@ -69,21 +74,48 @@ def docker_ready() -> str | None:
 
 @pytest.mark.molecule
 @pytest.mark.parametrize(("project", "scenario"), scenarios())
-def test_molecule_scenario(project: Path, scenario: str, tmp_path: Path) -> None:
+def test_molecule_scenario(
+    project: Path, scenario: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     reason = docker_ready()
     if reason is not None:
         pytest.skip(reason)
     env = dict(os.environ, NO_COLOR="1", PY_COLORS="0", ANSIBLE_FORCE_COLOR="0")
-    result = subprocess.run(
-        ["molecule", "test", "--scenario-name", scenario],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
     log = tmp_path / "molecule.log"
-    log.write_text(result.stdout + result.stderr, encoding="utf-8")
-    tail = "\n".join((result.stdout + result.stderr).splitlines()[-150:])
-    assert result.returncode == 0, f"molecule test failed (full log: {log}):\n{tail}"
+    started = time.monotonic()
+    actions: list[tuple[str, float]] = []
+    begun: dict[str, float] = {}
+    tail: list[str] = []
+    # Every line of the log carries its second since the start, so a slow
+    # part of a scenario shows where its time went.
+    with (
+        log.open("w", encoding="utf-8") as out,
+        subprocess.Popen(
+            ["molecule", "test", "--scenario-name", scenario],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        ) as proc,
+    ):
+        assert proc.stdout is not None
+        watchdog = threading.Timer(TIMEOUT_S, proc.kill)
+        watchdog.start()
+        for line in proc.stdout:
+            now = time.monotonic() - started
+            out.write(f"[{now:6.0f}s] {line}")
+            tail = [*tail[-149:], line.rstrip("\n")]
+            found = ACTION.search(line)
+            if found and found[2] == "Executing":
+                begun[found[1]] = now
+            elif found and found[1] in begun:
+                actions.append((found[1], now - begun.pop(found[1])))
+        returncode = proc.wait()
+        watchdog.cancel()
+    if time.monotonic() - started >= TIMEOUT_S:
+        tail.append(f"killed after {TIMEOUT_S} s")
+    request.node.user_properties.append(("molecule_actions", actions))
+    text = "\n".join(tail)
+    assert returncode == 0, f"molecule test failed (full log: {log}):\n{text}"

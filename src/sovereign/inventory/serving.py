@@ -289,15 +289,84 @@ def apply_pins(manifest: object, pins: object, groups: Iterable[str]) -> object:
 CANDIDATE = "sovereign_serving_candidate"
 
 
+# Written by playbooks/hardware_refresh.yml (the tuning file, like the pins
+# file): per serving node, what its refresh chose.
+TUNING = "sovereign_serving_tuning"
+TUNED_KEYS = ("max_num_seqs", "max_num_batched_tokens")
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def check_tuning(tuning: object, table: object) -> list[str]:
+    """Problems of ``sovereign_serving_tuning``: {host: {hardware_profile,
+    deployments: {name: {max_num_seqs, max_num_batched_tokens}}, ...}} (the
+    refresh's other keys - its measurements, change id, time - are a record,
+    not checked)."""
+    if not isinstance(tuning, Mapping):
+        return [f"{TUNING}: must map serving nodes to their tuning (got {type(tuning).__name__})"]
+    problems: list[str] = []
+    for host, record in sorted(tuning.items(), key=lambda item: str(item[0])):
+        where = f"{TUNING}.{host}"
+        if not isinstance(record, Mapping):
+            problems.append(f"{where}: must be a mapping")
+            continue
+        profile = record.get("hardware_profile")
+        if profile is not None:
+            problems.extend(
+                releases.check_profile_reference(table, profile, f"{where}.hardware_profile")
+            )
+        chosen = record.get("deployments", {})
+        if not isinstance(chosen, Mapping):
+            problems.append(f"{where}.deployments: must map deployment names to settings")
+            continue
+        for name, values in chosen.items():
+            if not isinstance(values, Mapping) or not set(values) <= set(TUNED_KEYS):
+                problems.append(f"{where}.deployments.{name}: may set only {list(TUNED_KEYS)}")
+                continue
+            problems.extend(
+                f"{where}.deployments.{name}.{key}: {value!r} must be a whole number >= 1"
+                for key, value in values.items()
+                if not _whole(value)
+            )
+    return problems
+
+
+def apply_tuning(manifest: object, tuning: object, host: str) -> object:
+    """The manifest with ``host``'s tuning applied: its refreshed hardware
+    profile on every deployment, the chosen settings as overrides."""
+    record = tuning.get(host) if isinstance(tuning, Mapping) else None
+    if not isinstance(record, Mapping) or not isinstance(manifest, Mapping):
+        return manifest
+    items = manifest.get("deployments", [])
+    if not isinstance(items, Sequence) or isinstance(items, str):
+        return manifest
+    chosen = record.get("deployments") or {}
+    tuned = []
+    for item in items:
+        if isinstance(item, Mapping):
+            item = dict(item)
+            if record.get("hardware_profile"):
+                item["hardware_profile"] = record["hardware_profile"]
+            values = chosen.get(item.get("name")) if isinstance(chosen, Mapping) else None
+            if isinstance(values, Mapping):
+                item["overrides"] = {**dict(item.get("overrides") or {}), **dict(values)}
+        tuned.append(item)
+    return {**manifest, "deployments": tuned}
+
+
 def manifest_of(variables: Mapping[str, Any]) -> object:
     """A host's serving manifest as it is served: a canary node's candidate
-    manifest during an upgrade, else its own with the pins of its groups
-    applied (hostvars carry ``group_names``)."""
+    manifest during an upgrade (or a refreshed node's sweep point), else its
+    own with the pins of its groups and its tuning applied (hostvars carry
+    ``group_names`` and ``inventory_hostname``)."""
     candidate = variables.get(CANDIDATE)
     if candidate:
         return candidate
     manifest = variables.get(VARIABLE, {"deployments": []})
-    return apply_pins(manifest, variables.get(PINS, {}), variables.get("group_names", []))
+    pinned = apply_pins(manifest, variables.get(PINS, {}), variables.get("group_names", []))
+    return apply_tuning(pinned, variables.get(TUNING, {}), str(variables.get("inventory_hostname")))
 
 
 def model_sync_models(

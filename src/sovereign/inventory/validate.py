@@ -155,6 +155,9 @@ def check_host_variables(
         if name == serving.PINS:
             problems.extend(serving.check_pins(variables[name], table, root))
             continue
+        if name == serving.TUNING:
+            problems.extend(serving.check_tuning(variables[name], table))
+            continue
         if name == serving.CANDIDATE:
             problems.append(
                 f"{name}: is set by playbooks/upgrade.yml on canary nodes while it runs; "
@@ -208,22 +211,29 @@ def check_required(
 
 
 def _check_pinned(
-    variables: Mapping[str, Any], host_groups: Iterable[str], root: Path, found: list[str]
+    host: str,
+    variables: Mapping[str, Any],
+    host_groups: Iterable[str],
+    root: Path,
+    found: list[str],
 ) -> list[str]:
-    """The manifest as the pins make it must be sound too (a pin naming no
-    deployment of the host, or a release the host cannot serve)."""
-    if serving.PINS not in variables or any(m.startswith(serving.PINS) for m in found):
+    """The manifest as the pins and the host's tuning make it must be sound
+    too (a pin naming no deployment of the host, a release the host cannot
+    serve, a tuned setting the hardware profile's engine refuses)."""
+    layers = (serving.PINS, serving.TUNING)
+    if not any(name in variables for name in layers) or any(m.startswith(layers) for m in found):
         return []
     manifest = variables.get(serving.VARIABLE, {"deployments": []})
     try:
-        pinned = serving.apply_pins(manifest, variables[serving.PINS], host_groups)
+        pinned = serving.apply_pins(manifest, variables.get(serving.PINS, {}), host_groups)
     except InventoryError as exc:
         return [str(exc)]
-    if pinned is manifest:
+    served = serving.apply_tuning(pinned, variables.get(serving.TUNING, {}), host)
+    if served is manifest:
         return []
     return [
-        f"{message} (with the pins of {serving.PINS} applied)"
-        for message in serving.check_manifest(pinned, variables.get(releases.VARIABLE), root)
+        f"{message} (with {serving.PINS} and {serving.TUNING} applied)"
+        for message in serving.check_manifest(served, variables.get(releases.VARIABLE), root)
     ]
 
 
@@ -247,7 +257,7 @@ def validate_inventory(
         variables = hostvars[host]
         messages = check_host_variables(variables, specs, root)
         messages += check_required(host, variables, membership.get(host, []), specs)
-        messages += _check_pinned(variables, membership.get(host, []), root, messages)
+        messages += _check_pinned(host, variables, membership.get(host, []), root, messages)
         for message in messages:
             by_message.setdefault(message, []).append(host)
     problems.extend(

@@ -18,6 +18,10 @@
 - ``sovereign_upgrade_*``: the checked plan of a canary upgrade, the canary
   nodes' manifest and the pins a promotion records (``playbooks/upgrade.yml``,
   ``sovereign.inventory.upgrade``).
+- ``sovereign_refresh_*``, ``sovereign_serving_tuned``: the checked plan of a
+  hardware refresh, its sweep's manifests, the choice, the latency gate and
+  the tuning record (``playbooks/hardware_refresh.yml``,
+  ``sovereign.inventory.refresh``).
 
 Ansible loads this file by path (``filter_plugins`` in ansible.cfg) and it
 imports the installed package by name: Ansible runs from the project's
@@ -40,6 +44,7 @@ try:
         flows,
         load_role_specs,
         monitoring,
+        refresh,
         releases,
         serving,
         upgrade,
@@ -159,6 +164,7 @@ def _catalog(entries: object, table: object, root: str) -> list[dict[str, str]]:
 _DERIVED: dict[str, Callable[..., Any]] = {
     "sovereign_serving_models": serving.model_sync_models,
     "sovereign_serving_pinned": serving.apply_pins,
+    "sovereign_serving_tuned": serving.apply_tuning,
     "sovereign_serving_instances": serving.vllm_instances,
     "sovereign_serving_runtime": serving.runtime,
     "sovereign_serving_units": serving.units,
@@ -176,6 +182,12 @@ _DERIVED: dict[str, Callable[..., Any]] = {
     "sovereign_upgrade_slo_verdict": upgrade.slo_verdict,
     "sovereign_upgrade_query_values": upgrade.query_values,
     "sovereign_upgrade_eval_summary": upgrade.eval_summary,
+    "sovereign_refresh_plan": refresh.plan,
+    "sovereign_refresh_manifest": refresh.manifest_for,
+    "sovereign_refresh_choose": refresh.choose_all,
+    "sovereign_refresh_settings": refresh.settings_of,
+    "sovereign_refresh_latency_verdict": refresh.latency_verdict,
+    "sovereign_refresh_record": refresh.record,
 }
 
 
