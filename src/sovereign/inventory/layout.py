@@ -52,8 +52,9 @@ OPTIONAL_GROUPS: tuple[GroupRule, ...] = (
 
 # Groups a playbook makes while it runs (add_host), never an inventory's:
 # playbooks/upgrade.yml groups the nodes it upgrades, each step's new canary
-# nodes and those a promotion switches under this prefix.
-RUN_GROUP_PREFIX = "upgrade_"
+# nodes and those a promotion switches under the first prefix;
+# playbooks/hardware_refresh.yml the nodes it refreshes under the second.
+RUN_GROUP_PREFIXES = ("upgrade_", "refresh_")
 
 # Roles applied to every host of these groups by the playbooks. A role's
 # required options must be set for those hosts (unless the playbook

@@ -94,11 +94,12 @@ def check_groups(groups: Mapping[str, Iterable[str]]) -> list[Problem]:
                 )
             )
     for name in sorted(groups):
-        if name.startswith(layout.RUN_GROUP_PREFIX):
+        if name.startswith(layout.RUN_GROUP_PREFIXES):
             problems.append(
                 Problem(
-                    f"group {name!r}: names starting {layout.RUN_GROUP_PREFIX!r} are made by "
-                    "playbooks/upgrade.yml while it runs; rename the inventory's group"
+                    f"group {name!r}: names starting {' or '.join(layout.RUN_GROUP_PREFIXES)} are "
+                    "made by playbooks/upgrade.yml and playbooks/hardware_refresh.yml while they "
+                    "run; rename the inventory's group"
                 )
             )
     for rule in layout.OPTIONAL_GROUPS:

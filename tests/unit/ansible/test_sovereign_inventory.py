@@ -73,12 +73,19 @@ def test_registers_every_inventory_filter() -> None:
         "sovereign_scrape_targets",
         "sovereign_eval_runtime",
         "sovereign_serving_pinned",
+        "sovereign_serving_tuned",
         "sovereign_upgrade_plan",
         "sovereign_upgrade_candidate_manifest",
         "sovereign_upgrade_pins",
         "sovereign_upgrade_slo_verdict",
         "sovereign_upgrade_query_values",
         "sovereign_upgrade_eval_summary",
+        "sovereign_refresh_plan",
+        "sovereign_refresh_manifest",
+        "sovereign_refresh_choose",
+        "sovereign_refresh_settings",
+        "sovereign_refresh_latency_verdict",
+        "sovereign_refresh_record",
     }
 
 
