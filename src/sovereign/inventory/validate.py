@@ -161,7 +161,8 @@ def check_host_variables(
             continue
         if name == serving.CANDIDATE:
             problems.append(
-                f"{name}: is set by playbooks/upgrade.yml on canary nodes while it runs; "
+                f"{name}: is set by playbooks/upgrade.yml on canary nodes (and by "
+                "playbooks/hardware_refresh.yml on the node it refreshes) while they run; "
                 "an inventory never sets it"
             )
             continue
@@ -220,7 +221,7 @@ def _check_pinned(
 ) -> list[str]:
     """The manifest as the pins and the host's tuning make it must be sound
     too (a pin naming no deployment of the host, a release the host cannot
-    serve, a tuned setting the hardware profile's engine refuses)."""
+    serve)."""
     layers = (serving.PINS, serving.TUNING)
     if not any(name in variables for name in layers) or any(m.startswith(layers) for m in found):
         return []
