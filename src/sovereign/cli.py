@@ -30,11 +30,18 @@ def _eval(argv: Sequence[str]) -> int:
     return main(argv)
 
 
+def _gpu(argv: Sequence[str]) -> int:
+    from sovereign.gpu.cli import main
+
+    return main(argv)
+
+
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "model": (_model, "sign, publish, pull and verify model artifacts"),
     "gateway": (_gateway, "serve the inference gateway, or check its configuration"),
     "audit": (_audit, "verify and prune the tamper-evident audit log"),
     "eval": (_eval, "run an evaluation dataset, compare with a baseline, gate"),
+    "gpu": (_gpu, "judge a GPU node's nvidia-smi, NVLink, DCGM and Xid outputs"),
 }
 
 USAGE = "usage: sovereign COMMAND [ARGS...]\n\ncommands:\n" + "".join(
