@@ -106,6 +106,7 @@ def test_molecule_scenario(
         for line in proc.stdout:
             now = time.monotonic() - started
             out.write(f"[{now:6.0f}s] {line}")
+            out.flush()  # the log of a running scenario can be followed
             tail = [*tail[-149:], line.rstrip("\n")]
             found = ACTION.search(line)
             if found and found[2] == "Executing":

@@ -42,6 +42,38 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+_TYPES: dict[str, tuple[type, ...]] = {
+    "driver_version": (str,),
+    "product": (str,),
+    "ecc": (bool,),
+    "persistence_mode": (bool,),
+    "mig_mode": (bool,),
+    "fabric": (bool,),
+    "dcgm": (bool,),
+}
+
+
+def check_expect(expect: object, where: str = "sovereign_gpu_expect") -> list[str]:
+    """Problems of an expectation mapping: unknown keys, wrong types
+    (whole numbers >= 0 for counts and limits)."""
+    if not isinstance(expect, Mapping):
+        return [f"{where}: must be a mapping (got {type(expect).__name__})"]
+    problems = [
+        f"{where}.{key}: unknown; it takes {sorted(DEFAULTS)}"
+        for key in sorted(set(expect) - set(DEFAULTS), key=str)
+    ]
+    for key, value in expect.items():
+        if key not in DEFAULTS or value is None:
+            continue
+        types = _TYPES.get(key)
+        if types is not None:
+            if not isinstance(value, types):
+                problems.append(f"{where}.{key}: {value!r} must be a {types[0].__name__}")
+        elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            problems.append(f"{where}.{key}: {value!r} must be a whole number >= 0")
+    return problems
+
+
 def _problem(gpu: object, check: str, figure: object, expected: object) -> dict[str, Any]:
     where = f"GPU {gpu}" if gpu is not None else "node"
     return {
@@ -145,9 +177,9 @@ def _gpu_problems(gpu: Mapping[str, Any], want: Mapping[str, Any]) -> list[dict[
 def check(facts: Mapping[str, Any], expect: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Every problem of a node's ``facts`` ({smi, nvlink?, dcgm?, xids?})
     against ``expect`` (:data:`DEFAULTS` for what it leaves out)."""
-    unknown = sorted(set(expect or {}) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown expectations {unknown}; known: {sorted(DEFAULTS)}")
+    wrong = check_expect(expect or {})
+    if wrong:
+        raise ValueError("; ".join(wrong))
     want = {**DEFAULTS, **dict(expect or {})}
     problems: list[dict[str, Any]] = []
     smi = facts.get("smi") or {}

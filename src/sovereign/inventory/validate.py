@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sovereign.gpu.check import check_expect
 from sovereign.inventory import layout, releases, serving
 from sovereign.inventory.argspec import PLAY_ROLE, PLAY_SPEC, RoleSpec
 from sovereign.inventory.errors import InventoryError
@@ -124,6 +125,8 @@ def _role_for(name: str, specs: Mapping[str, RoleSpec]) -> RoleSpec | None:
 
 
 CATALOG = "sovereign_model_catalog"
+# What playbooks/validate_gpu.yml holds GPUs to: its keys are checked here too.
+GPU_EXPECT = "sovereign_gpu_expect"
 
 
 def check_host_variables(
@@ -159,6 +162,8 @@ def check_host_variables(
         if name == serving.TUNING:
             problems.extend(serving.check_tuning(variables[name], table))
             continue
+        if name == GPU_EXPECT:
+            problems.extend(check_expect(variables[name]))
         if name == serving.CANDIDATE:
             problems.append(
                 f"{name}: is set by playbooks/upgrade.yml on canary nodes (and by "

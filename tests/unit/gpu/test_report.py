@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from sovereign.gpu import report
-from sovereign.gpu.check import check
+from sovereign.gpu.check import check, check_expect
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gpu"
 H200 = FIXTURES / "h200-hgx-8gpu_590.48.01_built-from-real-q-text.xml"
@@ -255,9 +255,15 @@ def test_output_that_is_not_the_tool_s_is_refused(parse: Any, data: str, message
     assert message in str(raised.value)
 
 
-def test_unknown_expectations_are_refused() -> None:
-    with pytest.raises(ValueError, match="unknown expectations"):
+def test_unknown_or_mistyped_expectations_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"sovereign_gpu_expect.gpu_cont: unknown"):
         check({}, {"gpu_cont": 8})
+    assert check_expect({"gpu_count": "8", "fabric": "yes", "pcie_gen_min": -1}) == [
+        "sovereign_gpu_expect.gpu_count: '8' must be a whole number >= 0",
+        "sovereign_gpu_expect.fabric: 'yes' must be a bool",
+        "sovereign_gpu_expect.pcie_gen_min: -1 must be a whole number >= 0",
+    ]
+    assert check_expect(H200_EXPECT) == []
 
 
 def test_a_flood_of_xids_is_bounded() -> None:
