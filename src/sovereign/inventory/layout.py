@@ -74,7 +74,13 @@ ROLE_GROUPS: dict[str, tuple[str, ...]] = {
     "alertmanager": ("observability",),
     "prometheus": ("observability",),
     "eval_runner": ("observability",),
+    "gpu_driver": ("gpu_nodes",),
+    "roce": ("gpu_nodes",),
 }
+
+# Roles playbooks/gpu_nodes.yml applies only to the serving nodes whose
+# hardware profiles run on CUDA (the lab's CPU nodes get neither).
+CUDA_ROLES = frozenset({"gpu_driver", "roce"})
 
 # Role options the playbooks compute from the inventory and pass to the role
 # themselves: an inventory need not (and should not) set them.
@@ -89,6 +95,8 @@ PLAYBOOK_SUPPLIED: dict[str, frozenset[str]] = {
     "exporters": frozenset({"exporters_redis_enabled", "exporters_redis_password"}),
     "prometheus": frozenset({"prometheus_scrape_targets", "prometheus_alertmanagers"}),
     "eval_runner": frozenset({"eval_runner_runtime"}),
+    # From the node's hardware profile and runtime in the release table.
+    "gpu_driver": frozenset({"gpu_driver_kernel_modules", "gpu_driver_cuda_version"}),
 }
 
 # Variables that have been renamed: old name -> new name. A renamed variable

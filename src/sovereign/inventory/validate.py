@@ -195,6 +195,24 @@ def check_host_variables(
     return problems
 
 
+def runs_on_cuda(variables: Mapping[str, Any]) -> bool:
+    """Whether any deployment of the host's manifest has a CUDA hardware profile."""
+    manifest = variables.get(serving.VARIABLE)
+    table = variables.get(releases.VARIABLE)
+    if not isinstance(manifest, Mapping) or not isinstance(table, Mapping):
+        return False
+    profiles = table.get("hardware_profiles")
+    deployments = manifest.get("deployments")
+    if not isinstance(profiles, Mapping) or not isinstance(deployments, list):
+        return False
+    return any(
+        isinstance(deployment, Mapping)
+        and isinstance(profiles.get(deployment.get("hardware_profile")), Mapping)
+        and profiles[deployment["hardware_profile"]].get("device") == "cuda"
+        for deployment in deployments
+    )
+
+
 def check_required(
     host: str,
     variables: Mapping[str, Any],
@@ -206,6 +224,8 @@ def check_required(
     for role, groups in layout.ROLE_GROUPS.items():
         spec = specs.get(role)
         if spec is None or not member_of.intersection(groups):
+            continue
+        if role in layout.CUDA_ROLES and not runs_on_cuda(variables):
             continue
         supplied = layout.PLAYBOOK_SUPPLIED.get(role, frozenset())
         for name in spec.required_options():
