@@ -146,3 +146,26 @@ def test_proprietary_modules_on_blackwell_are_refused(tmp_path: Path) -> None:
         "DGXB200 supports only open kernel modules, not proprietary (gpu_driver_kernel_modules)"
         in result.stdout
     )
+
+
+def test_netplan_when_the_inventory_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_validate(
+        ROOT / "inventories/example",
+        playbook="playbooks/render_gpu_nodes.yml",
+        extra=(
+            "-e",
+            f"sovereign_render_dir={out}",
+            "-e",
+            "roce_network_backend=netplan",
+            "--limit",
+            f"localhost,{H200}",
+        ),
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    netplan = yaml.safe_load((out / H200 / "etc/netplan/60-sovereign-roce.yaml").read_text())
+    nics = netplan["network"]["ethernets"]
+    assert nics["ens1f0np0"]["mtu"] == 4200
+    assert nics["ens1f0np0"]["addresses"] == ["10.40.1.15/24"]
+    assert nics["ens2f0np0"]["addresses"] == ["10.40.2.15/24"]
+    assert not (out / H200 / "etc/systemd/network/20-sovereign-roce-ens1f0np0.network").exists()

@@ -10,8 +10,9 @@ that the role's ``signed-by`` is exercised for real:
 
     python -m tests.support.apt_repo SPEC.yml OUT_DIR
 
-writes ``OUT_DIR/repo/`` (serve it as the repository URL, suite ``/``)
-and ``OUT_DIR/key.asc`` (the key the inventory passes to the role).
+writes ``OUT_DIR/repo/`` (serve it as the repository URL, suite ``/``),
+the same as ``OUT_DIR/repo.tar``, and ``OUT_DIR/key.asc`` (the key the
+inventory passes to the role).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +139,9 @@ def build_repo(packages: list[Package], out: Path) -> Path:
     ).stdout
     key.write_bytes(exported)
     subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, check=False, capture_output=True)
+    # One file to copy to a node (a copy per package is slow over docker exec).
+    with tarfile.open(out / "repo.tar", "w") as archive:
+        archive.add(repo, arcname=".")
     return key
 
 
