@@ -4,11 +4,13 @@
 # (the gateway's shared quota state), nginx (the gateway benchmark's
 # proxy_pass reference), prometheus (promtool checks and unit-tests the
 # alert and recording rules; the server serves the console pages) and
-# chromium (renders those pages headless, tests read their DOM).
+# chromium (renders those pages headless, tests read their DOM), dpkg-dev
+# and gnupg (the gpu_driver scenario builds and signs its mirror of dummy
+# NVIDIA packages).
 # Installed as root when missing; otherwise those tests skip and say why.
 set -euo pipefail
 
-PACKAGES=(docker-registry apache2-utils redis-server nginx prometheus chromium)
+PACKAGES=(docker-registry apache2-utils redis-server nginx prometheus chromium dpkg-dev gnupg)
 missing=()
 for package in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
