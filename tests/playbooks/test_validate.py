@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -49,8 +50,10 @@ def run_validate(
     extra: tuple[str, ...] = (),
     playbook: str = "playbooks/validate.yml",
     bundle: Path | None = None,
+    environment: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), NO_COLOR="1")
+    env.update(environment or {})
     env.pop("ANSIBLE_ROLES_PATH", None)
     env.pop("SOVEREIGN_LAB_STATE_DIR", None)
     secrets = VAULT if vault else []
@@ -65,6 +68,31 @@ def run_validate(
         text=True,
         timeout=300,
         check=False,
+    )
+
+
+def run_local(
+    hosts: str,
+    playbook: str,
+    bin_dir: Path,
+    environment: dict[str, str],
+    variables: dict[str, object] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """A playbook run against example-inventory hosts on this machine (local
+    connection, no become), with the stand-ins in ``bin_dir`` first on PATH."""
+    facts = {"ansible_become": False, "ansible_python_interpreter": sys.executable}
+    return run_validate(
+        ROOT / "inventories/example",
+        extra=(
+            "--limit",
+            f"localhost,{hosts}",
+            "-e",
+            "ansible_connection=local",
+            "-e",
+            json.dumps({**facts, **(variables or {})}),
+        ),
+        playbook=playbook,
+        environment={**environment, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
     )
 
 

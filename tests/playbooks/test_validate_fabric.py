@@ -7,13 +7,10 @@ the hardware profile's thresholds, failing a slow pair with its figure."""
 
 from __future__ import annotations
 
-import json
-import os
 import stat
-import sys
 from pathlib import Path
 
-from tests.playbooks.test_validate import ROOT, run_validate
+from tests.playbooks.test_validate import run_local
 from tests.unit.gpu.test_perftest import SEND_LAT, WRITE_BW
 
 CLIENT, SERVER = "fra1-gpu05.dc.example.internal", "fra1-gpu06.dc.example.internal"
@@ -39,25 +36,12 @@ def run(tmp_path: Path, write_bw: str) -> tuple[int, str, str]:
         path = bin_dir / name
         path.write_text(TOOL, encoding="utf-8")
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    os.environ["FAKE_FABRIC_DIR"] = str(directory)
-    search_path = os.environ["PATH"]
-    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{search_path}"
-    try:
-        result = run_validate(
-            ROOT / "inventories/example",
-            extra=(
-                "--limit",
-                f"localhost,{CLIENT},{SERVER}",
-                "-e",
-                "ansible_connection=local",
-                "-e",
-                json.dumps({"ansible_become": False, "ansible_python_interpreter": sys.executable}),
-            ),
-            playbook="playbooks/validate_fabric.yml",
-        )
-    finally:
-        os.environ["PATH"] = search_path
-        del os.environ["FAKE_FABRIC_DIR"]
+    result = run_local(
+        f"{CLIENT},{SERVER}",
+        "playbooks/validate_fabric.yml",
+        bin_dir,
+        {"FAKE_FABRIC_DIR": str(directory)},
+    )
     calls = (
         (directory / "calls").read_text(encoding="utf-8") if (directory / "calls").exists() else ""
     )

@@ -8,15 +8,13 @@ roles' READMEs; the parsing of real captures is tests/unit/gpu."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import stat
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.playbooks.test_validate import ROOT, run_validate
+from tests.playbooks.test_validate import run_local
 from tests.unit.gpu.test_report import H200, edit, h200_nvlink, read
 
 HOST = "fra1-gpu05.dc.example.internal"
@@ -63,31 +61,13 @@ def node(tmp_path: Path, smi: str, kmsg: str = "", dcgm_ok: bool = True) -> Path
 
 
 def run(tmp_path: Path, directory: Path) -> tuple[int, str]:
-    os.environ["FAKE_GPU_DIR"] = str(directory)
-    path = os.environ["PATH"]
-    os.environ["PATH"] = f"{tmp_path / 'bin'}{os.pathsep}{path}"
-    try:
-        result = run_validate(
-            ROOT / "inventories/example",
-            extra=(
-                "--limit",
-                f"localhost,{HOST}",
-                "-e",
-                "ansible_connection=local",
-                "-e",
-                json.dumps(
-                    {
-                        "ansible_become": False,
-                        "ansible_python_interpreter": sys.executable,
-                        "sovereign_gpu_drain_on_failure": False,
-                    }
-                ),
-            ),
-            playbook="playbooks/validate_gpu.yml",
-        )
-    finally:
-        os.environ["PATH"] = path
-        del os.environ["FAKE_GPU_DIR"]
+    result = run_local(
+        HOST,
+        "playbooks/validate_gpu.yml",
+        tmp_path / "bin",
+        {"FAKE_GPU_DIR": str(directory)},
+        {"sovereign_gpu_drain_on_failure": False},
+    )
     # The callback wraps long messages: compare with whitespace folded.
     return result.returncode, " ".join((result.stdout + result.stderr).split())
 
