@@ -260,6 +260,30 @@ def test_a_missing_required_variable_fails_naming_it(example: Path) -> None:
     )
 
 
+def test_gpu_node_inputs_are_checked_in_depth_before_any_host(example: Path) -> None:
+    driver = example / "group_vars/gpu_nodes/gpu_driver.yml"
+    driver.write_text(
+        driver.read_text(encoding="utf-8").replace(
+            'gpu_driver_version: "590.48.01"', 'gpu_driver_version: "580.95.05"'
+        ),
+        encoding="utf-8",
+    )
+    hosts = example / "hosts.yml"
+    hosts.write_text(
+        hosts.read_text(encoding="utf-8").replace(
+            "{name: ens1f0np0, rdma_device: mlx5_0, address: 10.40.1.15/24}",
+            "{name: ens1f0np0, rdma_device: mlx5_0, address: 10.40.1.15/24, mtu: 65000}",
+        ),
+        encoding="utf-8",
+    )
+    result = run_validate(example)
+    assert result.returncode != 0
+    said = " ".join(result.stdout.split())
+    assert "gpu_driver_version 580.95.05 is not on branch 590 (gpu_driver_branch)" in said
+    assert "roce_interfaces[0] (ens1f0np0).mtu must be from 1500 to 9216, not 65000" in said
+    assert "[hosts: fra1-gpu05.dc.example.internal]" in said
+
+
 def test_a_missing_vault_secret_fails_naming_it(example: Path) -> None:
     result = run_validate(example, vault=False)
     assert result.returncode != 0
@@ -281,6 +305,8 @@ ENTRY_PLAYBOOKS = [
     "playbooks/control_plane.yml",
     "playbooks/data_plane.yml",
     "playbooks/governance_plane.yml",
+    "playbooks/gpu_nodes.yml",
+    "playbooks/validate_fabric.yml",
 ]
 
 

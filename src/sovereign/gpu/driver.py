@@ -294,3 +294,25 @@ def off_pin(stack: Mapping[str, Any], installed: str) -> list[str]:
         elif not pattern.match(have):
             problems.append(f"{name} ({package['component']}) is {have}, pinned {wanted}")
     return problems
+
+
+def check_inventory(variables: Mapping[str, Any], kernel_modules: str = "open") -> list[str]:
+    """The pins of one host as its inventory sets them, checked before any
+    host is touched (the validation play): what needs the node (its DMI
+    name when the inventory does not give it, its NVSwitches) or the
+    release table (the CUDA version DCGM follows) is checked by the role."""
+    pins = {
+        "branch": variables.get("gpu_driver_branch"),
+        "version": variables.get("gpu_driver_version"),
+        "revision": variables.get("gpu_driver_package_revision", "1"),
+        "kernel_modules": kernel_modules,
+        "product_name": variables.get("gpu_driver_product_name", ""),
+        "platforms_site": variables.get("gpu_driver_platforms_site") or {},
+        "fabric_manager": variables.get("gpu_driver_fabric_manager", "auto"),
+        "nvlsm_version": variables.get("gpu_driver_nvlsm_version") or "0-0",
+    }
+    try:
+        plan(pins)
+    except (DriverPlanError, TypeError, ValueError) as exc:
+        return [str(exc)]
+    return []

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sovereign.gpu import driver, roce
 from sovereign.gpu.check import check_expect
 from sovereign.inventory import layout, releases, serving
 from sovereign.inventory.argspec import PLAY_ROLE, PLAY_SPEC, RoleSpec
@@ -192,25 +193,57 @@ def check_host_variables(
                 )
             continue
         problems.extend(check_value(name, variables[name], option))
+    # In depth once the types are right (a wrong type is said once, above).
+    if not any(problem.startswith(("roce_", "gpu_driver_")) for problem in problems):
+        problems.extend(check_gpu_node(variables))
     return problems
+
+
+def cuda_profiles(variables: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The CUDA hardware profiles of the host's manifest's deployments."""
+    manifest = variables.get(serving.VARIABLE)
+    table = variables.get(releases.VARIABLE)
+    if not isinstance(manifest, Mapping) or not isinstance(table, Mapping):
+        return []
+    profiles = table.get("hardware_profiles")
+    deployments = manifest.get("deployments")
+    if not isinstance(profiles, Mapping) or not isinstance(deployments, list):
+        return []
+    found = [
+        profiles.get(deployment.get("hardware_profile"))
+        for deployment in deployments
+        if isinstance(deployment, Mapping)
+    ]
+    return [
+        profile
+        for profile in found
+        if isinstance(profile, Mapping) and profile.get("device") == "cuda"
+    ]
 
 
 def runs_on_cuda(variables: Mapping[str, Any]) -> bool:
     """Whether any deployment of the host's manifest has a CUDA hardware profile."""
-    manifest = variables.get(serving.VARIABLE)
-    table = variables.get(releases.VARIABLE)
-    if not isinstance(manifest, Mapping) or not isinstance(table, Mapping):
-        return False
-    profiles = table.get("hardware_profiles")
-    deployments = manifest.get("deployments")
-    if not isinstance(profiles, Mapping) or not isinstance(deployments, list):
-        return False
-    return any(
-        isinstance(deployment, Mapping)
-        and isinstance(profiles.get(deployment.get("hardware_profile")), Mapping)
-        and profiles[deployment["hardware_profile"]].get("device") == "cuda"
-        for deployment in deployments
-    )
+    return bool(cuda_profiles(variables))
+
+
+def check_gpu_node(variables: Mapping[str, Any]) -> list[str]:
+    """The GPU-node roles' inputs checked in depth (src/sovereign/gpu/): the
+    RoCE NICs, and on CUDA nodes the driver pins against the platform and
+    the hardware profile's kernel modules."""
+    problems: list[str] = []
+    interfaces = variables.get("roce_interfaces", [])
+    defaults = variables.get("roce_defaults") or {}
+    if isinstance(defaults, Mapping):
+        try:
+            roce.plan(interfaces, defaults)
+        except roce.RoceSettingsError as exc:
+            problems.append(str(exc))
+    profiles = cuda_profiles(variables)
+    if profiles and "gpu_driver_version" in variables and "gpu_driver_branch" in variables:
+        node = profiles[0].get("node")
+        modules = node.get("kernel_modules", "open") if isinstance(node, Mapping) else "open"
+        problems.extend(driver.check_inventory(variables, str(modules)))
+    return problems
 
 
 def check_required(
