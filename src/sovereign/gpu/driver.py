@@ -221,6 +221,8 @@ def plan(pins: Mapping[str, Any]) -> dict[str, Any]:
     if exporter:
         services.append("nvidia-dcgm-exporter")
     return {
+        # apt's form of each package at its pin, as installed and simulated.
+        "install": [f"{package['name']}={package['version']}" for package in packages],
         "branch": branch,
         "version": version,
         "driver_package_version": driver_version,
@@ -231,6 +233,12 @@ def plan(pins: Mapping[str, Any]) -> dict[str, Any]:
         "packages": packages,
         "services": services,
     }
+
+
+def matches(wanted: str, version: str) -> bool:
+    """Whether a Debian version is the pinned one (``*`` matches any run,
+    as in APT's preferences: ``12.8.*``)."""
+    return re.fullmatch(re.escape(wanted).replace(r"\*", ".*"), version) is not None
 
 
 def missing_from_mirror(madison: str, packages: Sequence[Mapping[str, str]]) -> list[str]:
@@ -245,8 +253,7 @@ def missing_from_mirror(madison: str, packages: Sequence[Mapping[str, str]]) -> 
     for package in packages:
         versions = offered.get(package["name"], [])
         wanted = package["version"]
-        pattern = re.compile(re.escape(wanted).replace(r"\*", ".*") + "$")
-        if not any(pattern.match(version) for version in versions):
+        if not any(matches(wanted, version) for version in versions):
             has = ", ".join(sorted(set(versions))[:10]) or "no version at all"
             problems.append(
                 f"{package['name']} {wanted} ({package['component']}) "
@@ -282,7 +289,6 @@ def off_pin(stack: Mapping[str, Any], installed: str) -> list[str]:
     for package in stack["packages"]:
         name, wanted = package["name"], package["version"]
         have = versions.get(name)
-        pattern = re.compile(re.escape(wanted).replace(r"\*", ".*") + "$")
         if have is None:
             problems.append(f"{name} ({package['component']}) is not installed")
         elif name.startswith("nvidia-fabricmanager") and have.split("-")[0] != stack["version"]:
@@ -291,7 +297,7 @@ def off_pin(stack: Mapping[str, Any], installed: str) -> list[str]:
                 "the fabric manager must be the driver's "
                 "version (it refuses to start otherwise)"
             )
-        elif not pattern.match(have):
+        elif not matches(wanted, have):
             problems.append(f"{name} ({package['component']}) is {have}, pinned {wanted}")
     return problems
 
