@@ -1,0 +1,116 @@
+"""Embeddings computed inside the boundary, through the inference gateway.
+
+The retrieval service asks the gateway's ``/v1/embeddings`` like any other
+client, with its own identity, quota and audit record, and names the model
+release it expects (the gateway's version header): the gateway serves that
+release or refuses, so the digest recorded in an index's binding is the
+digest of the weights that really computed its vectors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+
+from sovereign.retrieval.errors import EmbeddingError, QueryError
+
+MAX_BATCH = 64
+MAX_INPUT_CHARS = 8192
+VERSION_HEADER = "x-sovereign-model-version"
+
+
+class Embedder(Protocol):
+    """Turns texts into unit vectors; names the model and the digest of its weights."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def digest(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+@dataclass
+class GatewayEmbedder:
+    """An embedding model reached through the gateway (OpenAI ``/v1/embeddings`` shape)."""
+
+    base_url: str
+    model: str
+    release: str
+    digest: str
+    dimension: int
+    token: Callable[[], str]
+    timeout_s: float = 30.0
+    transport: httpx.BaseTransport | None = None
+    verify: str | bool = True
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        out: list[list[float]] = []
+        for start in range(0, len(texts), MAX_BATCH):
+            out.extend(self._batch(texts[start : start + MAX_BATCH]))
+        return out
+
+    def _batch(self, texts: Sequence[str]) -> list[list[float]]:
+        for text in texts:
+            if not text or len(text) > MAX_INPUT_CHARS:
+                raise QueryError(f"an input to embed is empty or over {MAX_INPUT_CHARS} characters")
+        body = {"model": self.model, "input": list(texts), "encoding_format": "float"}
+        headers = {"authorization": f"Bearer {self.token()}", VERSION_HEADER: self.release}
+        try:
+            with httpx.Client(
+                timeout=self.timeout_s, transport=self.transport, verify=self.verify
+            ) as client:
+                response = client.post(
+                    self.base_url.rstrip("/") + "/v1/embeddings", json=body, headers=headers
+                )
+        except httpx.HTTPError as exc:
+            raise EmbeddingError(f"the gateway could not be reached: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise EmbeddingError(
+                f"the gateway answered {response.status_code} to /v1/embeddings: "
+                f"{response.text[:200]!r}"
+            )
+        return self._vectors(response, len(texts))
+
+    def _vectors(self, response: httpx.Response, count: int) -> list[list[float]]:
+        try:
+            payload = response.json()
+            data = payload["data"]
+            answered = payload.get("model")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise EmbeddingError("the gateway's embeddings answer is not the OpenAI shape") from exc
+        if answered != self.model:
+            raise EmbeddingError(
+                f"asked for {self.model}, the gateway answered {str(answered)[:64]}"
+            )
+        if not isinstance(data, list) or len(data) != count:
+            raise EmbeddingError(f"asked for {count} embeddings, got another number")
+        vectors: list[list[float]] = [[] for _ in range(count)]
+        for item in data:
+            index = item.get("index") if isinstance(item, dict) else None
+            vector = item.get("embedding") if isinstance(item, dict) else None
+            if not isinstance(index, int) or not 0 <= index < count or vectors[index]:
+                raise EmbeddingError("the embeddings answer has a bad or repeated index")
+            vectors[index] = check_vector(vector, self.dimension)
+        return vectors
+
+
+def check_vector(vector: object, dimension: int) -> list[float]:
+    """A list of ``dimension`` finite floats, normalised to unit length."""
+    if not isinstance(vector, list) or len(vector) != dimension:
+        raise EmbeddingError(f"an embedding does not have {dimension} dimensions")
+    values = [float(v) for v in vector if isinstance(v, int | float)]
+    if len(values) != dimension or not all(math.isfinite(v) for v in values):
+        raise EmbeddingError("an embedding holds a value that is not a finite number")
+    norm = math.sqrt(sum(v * v for v in values))
+    if norm == 0.0:
+        raise EmbeddingError("an embedding is the zero vector")
+    return [v / norm for v in values]

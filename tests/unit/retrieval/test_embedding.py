@@ -1,0 +1,95 @@
+"""The gateway embedder: the OpenAI shape, the release it names, every answer checked."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from sovereign.retrieval.embedding import GatewayEmbedder, check_vector
+from sovereign.retrieval.errors import EmbeddingError, QueryError
+
+
+def embedder(handler: httpx.MockTransport) -> GatewayEmbedder:
+    return GatewayEmbedder(
+        base_url="https://gateway.example",
+        model="all-minilm-l6-v2",
+        release="minilm-l6-v2-1",
+        digest="sha256:" + "aa" * 32,
+        dimension=3,
+        token=lambda: "tok",
+        transport=handler,
+    )
+
+
+def answer(request: httpx.Request, model: str = "all-minilm-l6-v2") -> httpx.Response:
+    body = json.loads(request.content)
+    data = [
+        {"object": "embedding", "index": i, "embedding": [3.0, 4.0, 0.0]}
+        for i in reversed(range(len(body["input"])))
+    ]
+    return httpx.Response(200, json={"object": "list", "data": data, "model": model})
+
+
+def test_embeds_in_batches_naming_the_release_and_normalises() -> None:
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answer(request)
+
+    vectors = embedder(httpx.MockTransport(handle)).embed([f"t{i}" for i in range(70)])
+    assert len(vectors) == 70 and vectors[0] == [0.6, 0.8, 0.0]
+    assert [len(json.loads(r.content)["input"]) for r in seen] == [64, 6]
+    assert seen[0].headers["x-sovereign-model-version"] == "minilm-l6-v2-1"
+    assert seen[0].headers["authorization"] == "Bearer tok"
+    assert seen[0].url.path == "/v1/embeddings"
+
+
+@pytest.mark.parametrize(
+    ("response", "match"),
+    [
+        (httpx.Response(429, text="quota"), "answered 429"),
+        (httpx.Response(200, text="not json"), "not the OpenAI shape"),
+        (httpx.Response(200, json={"data": [], "model": "all-minilm-l6-v2"}), "another number"),
+        (
+            httpx.Response(
+                200, json={"data": [{"index": 0, "embedding": [1, 2, 3]}], "model": "x"}
+            ),
+            "answered x",
+        ),
+        (
+            httpx.Response(
+                200, json={"data": [{"index": 0, "embedding": [1, 2]}], "model": "all-minilm-l6-v2"}
+            ),
+            "3 dimensions",
+        ),
+        (
+            httpx.Response(
+                200,
+                json={"data": [{"index": 3, "embedding": [1, 2, 3]}], "model": "all-minilm-l6-v2"},
+            ),
+            "bad or repeated index",
+        ),
+    ],
+)
+def test_a_bad_answer_is_an_embedding_error(response: httpx.Response, match: str) -> None:
+    with pytest.raises(EmbeddingError, match=match):
+        embedder(httpx.MockTransport(lambda request: response)).embed(["one"])
+
+
+def test_unreachable_gateway_and_bad_inputs() -> None:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    with pytest.raises(EmbeddingError, match="could not be reached"):
+        embedder(httpx.MockTransport(fail)).embed(["x"])
+    with pytest.raises(QueryError):
+        embedder(httpx.MockTransport(answer)).embed(["x" * 9000])
+
+
+@pytest.mark.parametrize("vector", [[0.0, 0.0, 0.0], [1.0, float("nan"), 0.0], ["a", 1, 2], None])
+def test_check_vector_refuses_unusable_vectors(vector: object) -> None:
+    with pytest.raises(EmbeddingError):
+        check_vector(vector, 3)
