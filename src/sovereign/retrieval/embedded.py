@@ -344,9 +344,12 @@ class EmbeddedBackend(Backend):
 
     def _lexical(self, index: str, terms: list[str], query: Query) -> list[Ranked]:
         match = " OR ".join('"' + term.replace('"', "") + '"' for term in terms)
+        # The join walks FTS5's matches and keeps the allowed ones; "rowid IN
+        # (allowed chunks)" instead makes FTS5 probe every allowed chunk: 340 ms
+        # against 5.5 ms at 100,000 chunks (bench/retrieval.py's corpus).
         sql = (
-            "SELECT rowid, -bm25(fts) FROM fts WHERE fts MATCH ? AND rowid IN "
-            "(SELECT id FROM chunks WHERE acl_id IN ({allowed})) ORDER BY bm25(fts) LIMIT ?"
+            "SELECT f.rowid, -bm25(fts) FROM fts f JOIN chunks c ON c.id = f.rowid "
+            "WHERE fts MATCH ? AND c.acl_id IN ({allowed}) ORDER BY bm25(fts) LIMIT ?"
         )
         return self._search(index, query, sql, (match, query.candidates))
 
