@@ -76,11 +76,17 @@ ROLE_GROUPS: dict[str, tuple[str, ...]] = {
     "eval_runner": ("observability",),
     "gpu_driver": ("gpu_nodes",),
     "roce": ("gpu_nodes",),
+    "opensearch": ("search",),
 }
 
 # Roles playbooks/gpu_nodes.yml applies only to the serving nodes whose
 # hardware profiles run on CUDA (the lab's CPU nodes get neither).
 CUDA_ROLES = frozenset({"gpu_driver", "roce"})
+
+# Roles playbooks/opensearch.yml applies only when the inventory's
+# sovereign_retrieval_backend is "opensearch" (the default, "embedded",
+# applies none).
+OPENSEARCH_ROLES = frozenset({"opensearch"})
 
 # Role options the playbooks compute from the inventory and pass to the role
 # themselves: an inventory need not (and should not) set them.
@@ -97,6 +103,16 @@ PLAYBOOK_SUPPLIED: dict[str, frozenset[str]] = {
     "eval_runner": frozenset({"eval_runner_runtime"}),
     # From the node's hardware profile and runtime in the release table.
     "gpu_driver": frozenset({"gpu_driver_kernel_modules", "gpu_driver_cuda_version"}),
+    # The release from the table, the cluster's members and their
+    # certificates' subjects from the search group (playbooks/opensearch.yml).
+    "opensearch": frozenset(
+        {
+            "opensearch_release",
+            "opensearch_seed_hosts",
+            "opensearch_initial_cluster_manager_nodes",
+            "opensearch_nodes_dn",
+        }
+    ),
 }
 
 # Variables that have been renamed: old name -> new name. A renamed variable

@@ -14,6 +14,9 @@ The distribution keeps one table, ``sovereign_releases``, in the top-level
   CPU build), the hash-pinned wheel table (``requirements``) and the
   wheelhouse directory built from it.
 - ``hardware_profiles``: vLLM's engine flags per hardware class.
+- ``opensearch``: OpenSearch releases for the retrieval backend: the
+  version, the tarball and the k-NN and security plugin zips, each a file
+  name (on the site's mirror or in the offline bundle) with its SHA-256.
 
 The serving manifests, the model catalog and the gateway refer to releases
 by name; nothing else types a digest. :func:`check_table` and
@@ -42,7 +45,13 @@ _MODEL_REQUIRED = ("model", "repository", "digest", "signing_key", "revision", "
 _MODEL_OPTIONAL = ("served_model_name", "endpoints")
 _LINEAGE = ("base_model", "training_data", "legal_basis")
 _RUNTIME_REQUIRED = ("vllm_version", "cuda_version", "requirements", "wheelhouse")
-_SECTIONS = ("models", "runtimes", "hardware_profiles")
+_SECTIONS = ("models", "runtimes", "hardware_profiles", "opensearch")
+_OPENSEARCH_KEYS = ("version", "tarball", "plugins")
+_ARTIFACT_KEYS = ("file", "sha256")
+# The plugins the opensearch role configures: a release must pin both.
+OPENSEARCH_PLUGINS = ("opensearch-knn", "opensearch-security")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
 @dataclass(frozen=True)
@@ -155,6 +164,67 @@ def _check_runtime(where: str, item: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _check_artifact(where: str, item: object) -> list[str]:
+    """A pinned file: its name on the mirror or in the bundle, and its SHA-256."""
+    if not isinstance(item, Mapping):
+        return [f"{where}: must be a mapping with {list(_ARTIFACT_KEYS)}"]
+    problems: list[str] = []
+    unknown = sorted(set(item) - set(_ARTIFACT_KEYS))
+    if unknown:
+        problems.append(f"{where}: unknown keys {unknown}; an artifact has {list(_ARTIFACT_KEYS)}")
+    problems.extend(f"{where}.{key}: is required" for key in _ARTIFACT_KEYS if key not in item)
+    name = item.get("file")
+    if "file" in item and not (isinstance(name, str) and _FILE.match(name)):
+        problems.append(
+            f"{where}.file: {name!r} must be a file name (no directory): the mirror URL "
+            "or the bundle directory is the site's"
+        )
+    digest = item.get("sha256")
+    if "sha256" in item and not (isinstance(digest, str) and SHA256.match(digest)):
+        problems.append(
+            f"{where}.sha256: {digest!r} must be 64 lowercase hex digits (sha256sum of the file)"
+        )
+    return problems
+
+
+def _check_opensearch(where: str, item: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    unknown = sorted(set(item) - set(_OPENSEARCH_KEYS))
+    if unknown:
+        problems.append(
+            f"{where}: unknown keys {unknown}; an OpenSearch release has {list(_OPENSEARCH_KEYS)}"
+        )
+    problems.extend(f"{where}.{key}: is required" for key in _OPENSEARCH_KEYS if key not in item)
+    version = item.get("version")
+    if "version" in item and not (isinstance(version, str) and _VERSION.match(version)):
+        problems.append(f"{where}.version: {version!r} must be a quoted version like '2.19.2'")
+    if "tarball" in item:
+        problems.extend(_check_artifact(f"{where}.tarball", item["tarball"]))
+    plugins = item.get("plugins")
+    if "plugins" in item:
+        if not isinstance(plugins, Mapping):
+            problems.append(f"{where}.plugins: must be a mapping of plugin name to artifact")
+        else:
+            missing = [name for name in OPENSEARCH_PLUGINS if name not in plugins]
+            if missing:
+                problems.append(
+                    f"{where}.plugins: {missing} missing; the opensearch role needs "
+                    f"{list(OPENSEARCH_PLUGINS)}"
+                )
+            for name, artifact in plugins.items():
+                problems.extend(_check_artifact(f"{where}.plugins.{name}", artifact))
+    if not problems:
+        files = [item["tarball"]["file"]] + [a["file"] for a in item["plugins"].values()]
+        if len(set(files)) != len(files):
+            problems.append(f"{where}: two artifacts name the same file {sorted(files)}")
+    return problems
+
+
+def check_opensearch_reference(table: object, name: object, where: str) -> list[str]:
+    """Problems of a reference to an OpenSearch release: it exists."""
+    return _unknown(table, "opensearch", "an OpenSearch release", name, where)
+
+
 def check_table(table: object) -> list[str]:
     """Every structural problem of the release table, each naming its key."""
     if not isinstance(table, Mapping):
@@ -184,6 +254,8 @@ def check_table(table: object) -> list[str]:
                 problems.extend(_check_model(where, item))
             elif section == "runtimes":
                 problems.extend(_check_runtime(where, item))
+            elif section == "opensearch":
+                problems.extend(_check_opensearch(where, item))
     models = table.get("models", {})
     if isinstance(models, Mapping) and not problems:
         seen: dict[tuple[str, str], str] = {}

