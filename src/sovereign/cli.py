@@ -30,6 +30,12 @@ def _eval(argv: Sequence[str]) -> int:
     return main(argv)
 
 
+def _retrieval(argv: Sequence[str]) -> int:
+    from sovereign.retrieval.cli import main
+
+    return main(argv)
+
+
 def _gpu(argv: Sequence[str]) -> int:
     from sovereign.gpu.cli import main
 
@@ -42,6 +48,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "audit": (_audit, "verify and prune the tamper-evident audit log"),
     "eval": (_eval, "run an evaluation dataset, compare with a baseline, gate"),
     "gpu": (_gpu, "judge a GPU node's nvidia-smi, NVLink, DCGM and Xid outputs"),
+    "retrieval": (_retrieval, "ingest a corpus, serve the retrieval API, read its logs"),
 }
 
 USAGE = "usage: sovereign COMMAND [ARGS...]\n\ncommands:\n" + "".join(

@@ -57,14 +57,16 @@ def _names(values: Iterable[str], where: str) -> tuple[str, ...]:
 
 
 def principals_of(user: str, groups: Iterable[str]) -> frozenset[str]:
-    """The principals a reader holds: its user and its groups (a 400 when invalid)."""
-    if not isinstance(user, str) or not NAME.match(user):
-        raise QueryError("the reader's user name is missing or invalid")
-    held = {f"user:{user}"}
-    for group in groups:
-        if not isinstance(group, str) or not NAME.match(group):
-            raise QueryError("a group of the reader is invalid")
-        held.add(f"group:{group}")
-    if len(held) > MAX_ENTRIES:
+    """The principals a reader holds: its user and its groups.
+
+    A name no access list can hold (outside the alphabet above, or too long)
+    can grant nothing, so it is left out rather than refused: the reader
+    still gets what its other names allow. More than MAX_ENTRIES groups is
+    refused (400): the identity is not one this service can filter by."""
+    groups = list(groups)
+    if len(groups) > MAX_ENTRIES:
         raise QueryError(f"the reader holds more than {MAX_ENTRIES} groups")
+    held = {f"group:{g}" for g in groups if isinstance(g, str) and NAME.match(g)}
+    if isinstance(user, str) and NAME.match(user):
+        held.add(f"user:{user}")
     return frozenset(held)

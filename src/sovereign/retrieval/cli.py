@@ -1,0 +1,232 @@
+"""``sovereign retrieval``: ingest a corpus, serve the retrieval API, read and prune its logs.
+
+    sovereign retrieval ingest --config FILE --manifest FILE (--token-file F | --token-url ...)
+    sovereign retrieval serve --config FILE
+    sovereign retrieval logs read --config FILE --reader NAME --reason TEXT [--class C] [--days N]
+    sovereign retrieval logs prune --config FILE
+
+Exit codes: 0 done, 1 refused or failed (the message says why), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from sovereign.audit.errors import AuditError
+from sovereign.eval.errors import EvalError
+from sovereign.retrieval import logs
+from sovereign.retrieval.backend import Backend
+from sovereign.retrieval.chunk import ChunkerConfig
+from sovereign.retrieval.config import ServiceConfig, load_config
+from sovereign.retrieval.embedded import EmbeddedBackend
+from sovereign.retrieval.embedding import GatewayEmbedder
+from sovereign.retrieval.errors import RetrievalError
+from sovereign.retrieval.ingest import Ingestor, load_manifest
+from sovereign.retrieval.opensearch import KnnSettings, OpenSearchBackend
+
+MAX_SECRET_BYTES = 64 * 1024
+
+
+def make_backend(config: ServiceConfig) -> Backend:
+    spec = config.backend
+    if spec.type == "embedded":
+        return EmbeddedBackend(spec.root)
+    password = spec.password_file.read_text(encoding="utf-8")[:MAX_SECRET_BYTES].strip()
+    return OpenSearchBackend(
+        spec.url,
+        (spec.user, password),
+        verify=str(spec.ca_file) if spec.ca_file else True,
+        knn=KnnSettings(**spec.knn.model_dump()),
+        namespace=spec.namespace,
+        timeout_s=spec.timeout_s,
+    )
+
+
+def make_embedder(
+    config: ServiceConfig, token: str | None = None, source: object = None
+) -> GatewayEmbedder:
+    spec = config.embedding
+
+    def bearer() -> str:
+        if token is not None:
+            return token
+        value = source.bearer() if source is not None else None  # type: ignore[attr-defined]
+        if not value:
+            raise RetrievalError("no bearer token for the gateway's /v1/embeddings")
+        return str(value)
+
+    return GatewayEmbedder(
+        base_url=spec.gateway_url,
+        model=spec.model,
+        release=spec.release,
+        digest=spec.digest,
+        dimension=spec.dimension,
+        token=bearer,
+        timeout_s=spec.timeout_s,
+        verify=str(spec.ca_file) if spec.ca_file else True,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sovereign retrieval", description=__doc__.splitlines()[0]
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    ingest = commands.add_parser("ingest", help="bring the index to a corpus manifest")
+    ingest.add_argument("--config", type=Path, required=True)
+    ingest.add_argument("--manifest", type=Path, required=True)
+    ingest.add_argument("--window-words", type=int, default=ChunkerConfig.window_words)
+    ingest.add_argument("--overlap-words", type=int, default=ChunkerConfig.overlap_words)
+    ingest.add_argument("--keep", type=int, default=2, help="indexes kept per alias (live + older)")
+    ingest.add_argument("--token-file", type=Path)
+    ingest.add_argument("--token-url")
+    ingest.add_argument("--client-id")
+    ingest.add_argument("--client-secret-file", type=Path)
+    ingest.add_argument("--username")
+    ingest.add_argument("--password-file", type=Path)
+    ingest.add_argument("--cacert", type=Path, help="CA bundle of the identity provider")
+    serve = commands.add_parser("serve", help="serve the retrieval API")
+    serve.add_argument("--config", type=Path, required=True)
+    logs_parser = commands.add_parser("logs", help="the retrieval logs")
+    logs_commands = logs_parser.add_subparsers(dest="logs_command", required=True)
+    read = logs_commands.add_parser("read", help="print search records (the read is recorded)")
+    read.add_argument("--config", type=Path, required=True)
+    read.add_argument("--reader", required=True, help="who reads (recorded)")
+    read.add_argument("--reason", required=True, help="why (recorded), e.g. a ticket")
+    read.add_argument("--class", dest="classes", action="append", default=[])
+    read.add_argument("--days", type=float, default=7.0)
+    prune = logs_commands.add_parser("prune", help="remove records past their class's retention")
+    prune.add_argument("--config", type=Path, required=True)
+    return parser
+
+
+def _token_source(args: argparse.Namespace) -> object:
+    from sovereign.eval.connection import TokenSettings, TokenSource, tls_context
+
+    settings = TokenSettings(
+        token_file=args.token_file,
+        token_url=args.token_url,
+        client_id=args.client_id,
+        client_secret_file=args.client_secret_file,
+        username=args.username,
+        password_file=args.password_file,
+    )
+    return TokenSource(settings, verify=tls_context(args.cacert))
+
+
+def run_ingest(args: argparse.Namespace, out: TextIO) -> None:
+    config = load_config(args.config)
+    chunker = ChunkerConfig(window_words=args.window_words, overlap_words=args.overlap_words)
+    ingestor = Ingestor(
+        backend=make_backend(config),
+        embedder=make_embedder(config, source=_token_source(args)),
+        chunker=chunker,
+        alias=config.search.alias,
+    )
+    report = ingestor.run(load_manifest(args.manifest))
+    dropped = ingestor.prune(keep=args.keep)
+    summary = {
+        "changed": report.changed,
+        "alias": report.alias,
+        "index": report.index,
+        "binding": report.binding.digest,
+        "created": report.created,
+        "switched_from": report.switched_from if report.switched else None,
+        "added": report.added,
+        "updated": report.updated,
+        "removed": report.removed,
+        "unchanged": report.unchanged,
+        "chunks_written": report.chunks,
+        "dropped_indexes": dropped,
+    }
+    out.write(json.dumps(summary, sort_keys=True) + "\n")
+
+
+def run_serve(args: argparse.Namespace) -> None:
+    import httpx
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from sovereign.gateway.identity import OidcVerifier
+    from sovereign.retrieval.service import RetrievalService, build_app
+
+    config = load_config(args.config)
+    backend = make_backend(config)
+
+    class Lazy:
+        """The app, made inside uvicorn's event loop (the log's writer task needs it)."""
+
+        app: Starlette | None = None
+
+    async def lifespan_app(scope, receive, send):  # type: ignore[no-untyped-def]
+        if Lazy.app is None:
+            sink = await logs.open_log(config.log)
+            client = httpx.AsyncClient(
+                verify=str(config.oidc.ca_bundle) if config.oidc.ca_bundle else True,
+                timeout=config.oidc.timeout_s,
+            )
+            verifier = OidcVerifier(config.oidc, client)
+            service = RetrievalService(
+                config, backend, verifier, lambda token: make_embedder(config, token=token), sink
+            )
+            Lazy.app = build_app(service)
+        await Lazy.app(scope, receive, send)
+
+    listen = config.listen
+    uvicorn.run(
+        lifespan_app,
+        host=listen.host,
+        port=listen.port,
+        ssl_certfile=str(listen.certfile) if listen.certfile else None,
+        ssl_keyfile=str(listen.keyfile) if listen.keyfile else None,
+        lifespan="off",
+        log_level="info",
+    )
+
+
+async def _read_logs(args: argparse.Namespace, out: TextIO) -> None:
+    config = load_config(args.config)
+    since = time.time() - args.days * 86400
+    sink = await logs.open_log(config.log)
+    try:
+        # The read is recorded before anything is printed: no record, no read.
+        await sink.append(logs.access_record(args.reader, args.reason, args.classes, since))
+    finally:
+        await sink.close()
+    for record in logs.read_records(config.log.directory, args.classes, since):
+        out.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+async def _prune(args: argparse.Namespace, out: TextIO) -> None:
+    config = load_config(args.config)
+    sink = await logs.open_log(config.log)
+    try:
+        removed = await sink.prune()
+    finally:
+        await sink.close()
+    for path in removed:
+        out.write(f"removed {path}\n")
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "ingest":
+            run_ingest(args, out)
+        elif args.command == "serve":
+            run_serve(args)
+        elif args.logs_command == "read":
+            asyncio.run(_read_logs(args, out))
+        else:
+            asyncio.run(_prune(args, out))
+    except (RetrievalError, AuditError, EvalError) as exc:
+        print(f"sovereign retrieval: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,124 @@
+"""Retrieval logs: who searched, what came back; kept per data class; reads audited.
+
+Each search is one record of a tamper-evident audit log (sovereign.audit:
+hash chain per data class, signed checkpoints, retention per class with a
+signed statement of what was removed). The record is filed under the most
+sensitive data class among the chunks returned, so the retention of
+confidential results is the confidential class's. A record holds the
+reader, the SHA-256 and length of the query (its words only for classes the
+site lists), the index and binding, and the ids of the chunks returned, never
+their text: the logs never become a second copy of the corpus, and nothing in
+them feeds any model's training (vendor questions 7 and 8 of the seed).
+
+Reading the logs is itself recorded: ``sovereign retrieval logs read``
+appends an ``access`` record (who, why, which classes and period) to the
+``log-access`` chain before it prints anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from sovereign.audit.layout import list_chains, list_segments
+from sovereign.audit.log import AuditLog
+from sovereign.retrieval.backend import Hit
+from sovereign.retrieval.config import RetrievalLog as LogConfig
+
+SCHEMA = "sovereign.retrieval/v1"
+ACCESS_CLASS = "log-access"
+UNCLASSIFIED = "unclassified"
+
+
+def data_class_of(hits: Sequence[Hit], order: Sequence[str]) -> str:
+    """The most sensitive class among ``hits`` (unknown classes rank above every known one)."""
+    if not hits:
+        return UNCLASSIFIED
+    rank = {name: i for i, name in enumerate(order)}
+    return max((h.data_class for h in hits), key=lambda c: (rank.get(c, len(order)), c))
+
+
+def search_record(
+    *,
+    request_id: str,
+    user: str,
+    groups: Sequence[str],
+    query: str,
+    k: int,
+    mode: str,
+    index: str | None,
+    binding: str | None,
+    hits: Sequence[Hit],
+    status: int,
+    outcome: str,
+    config: LogConfig,
+) -> dict[str, object]:
+    data_class = data_class_of(hits, config.classes)
+    record: dict[str, object] = {
+        "schema": SCHEMA,
+        "event": "search",
+        "time": time.time(),
+        "request_id": request_id,
+        "user": user,
+        "groups": sorted(groups)[:256],
+        "query_sha256": hashlib.sha256(query.encode("utf-8", "replace")).hexdigest(),
+        "query_chars": len(query),
+        "k": k,
+        "mode": mode,
+        "index": index,
+        "binding": binding,
+        "results": [
+            {"chunk_id": h.chunk_id, "doc_id": h.doc_id, "data_class": h.data_class} for h in hits
+        ],
+        "status": status,
+        "outcome": outcome,
+        "data_class": data_class,
+    }
+    if data_class in config.full_text_classes:
+        record["query"] = query.encode("utf-8", "replace").decode("utf-8")
+    return record
+
+
+async def open_log(config: LogConfig) -> AuditLog:
+    return await AuditLog.open(
+        config.directory,
+        signing_key=config.signing_key,
+        retention_days=config.retention_days,
+        default_retention_days=config.default_retention_days,
+    )
+
+
+def read_records(
+    directory: Path, classes: Sequence[str], since: float
+) -> Iterator[dict[str, object]]:
+    """Search records of ``classes`` (every class when empty) written at or after ``since``."""
+    for chain in list_chains(directory):
+        if chain.name == ACCESS_CLASS or (classes and chain.name not in classes):
+            continue
+        for segment in list_segments(chain):
+            with segment.open(encoding="utf-8") as handle:
+                for line in handle:
+                    entry = json.loads(line)
+                    if not isinstance(entry, dict) or entry.get("type") != "record":
+                        continue
+                    record = entry.get("record")
+                    if isinstance(record, dict) and float(record.get("time", 0)) >= since:
+                        yield record
+
+
+def access_record(
+    reader: str, reason: str, classes: Sequence[str], since: float
+) -> dict[str, object]:
+    return {
+        "schema": SCHEMA,
+        "event": "access",
+        "time": time.time(),
+        "reader": reader[:256],
+        "reason": reason[:512],
+        "classes": sorted(classes) or ["*"],
+        "since": since,
+        "data_class": ACCESS_CLASS,
+    }

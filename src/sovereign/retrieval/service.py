@@ -1,0 +1,353 @@
+"""The retrieval API: ``POST /v1/retrieval/search`` for a reader with an OIDC token.
+
+One request, in order: the bearer token verified against the same identity
+provider as the gateway (issuer, audience, keys: sovereign.gateway.identity),
+the body read within its size and time limits and checked (unknown fields
+refused), the query embedded through the gateway's ``/v1/embeddings`` with
+the reader's own token (the gateway applies its identity, quota and audit to
+it, and serves exactly the release the index is bound to), the search with
+the reader's access list inside it, the retrieval-log record written (no
+record, no answer: 503), then the chunks. Every refusal is an OpenAI-style
+error with a 4xx for the client's mistakes; nothing the client sent is
+echoed unbounded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sovereign.gateway.errors import GatewayError
+from sovereign.gateway.identity import Principal
+from sovereign.retrieval import logs
+from sovereign.retrieval.acl import principals_of
+from sovereign.retrieval.backend import Backend, Hit, Query
+from sovereign.retrieval.config import ServiceConfig
+from sovereign.retrieval.embedding import Embedder
+from sovereign.retrieval.errors import (
+    BindingMismatch,
+    IndexNotFound,
+    QueryError,
+    RetrievalError,
+)
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "x-request-id"
+MAX_TOKEN_BYTES = 16 * 1024
+MODES = ("hybrid", "vector", "lexical")
+_JSON = "application/json"
+
+
+class Verifier(Protocol):
+    """Turns a bearer token into a principal (sovereign.gateway.identity.OidcVerifier)."""
+
+    async def verify(self, token: str) -> Principal: ...
+
+
+class Sink(Protocol):
+    """Where retrieval-log records go (sovereign.audit.log.AuditLog in service)."""
+
+    @property
+    def healthy(self) -> bool: ...
+
+    async def append(self, record: dict[str, object]) -> object: ...
+
+
+class Refusal(Exception):
+    """A request refused before or instead of a search: status, code, message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _error(status: int, code: str, message: str, request_id: str) -> Response:
+    body = {"error": {"message": message, "type": _kind(status), "code": code}}
+    return Response(
+        json.dumps(body).encode(), status, headers={REQUEST_ID_HEADER: request_id}, media_type=_JSON
+    )
+
+
+def _kind(status: int) -> str:
+    return {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        409: "conflict",
+        413: "invalid_request_error",
+        415: "invalid_request_error",
+    }.get(status, "server_error" if status >= 500 else "invalid_request_error")
+
+
+class RetrievalService:
+    def __init__(
+        self,
+        config: ServiceConfig,
+        backend: Backend,
+        verifier: Verifier,
+        embedder_for: Callable[[str], Embedder],
+        sink: Sink,
+    ) -> None:
+        self.config = config
+        self.backend = backend
+        self.verifier = verifier
+        self.embedder_for = embedder_for
+        self.sink = sink
+
+    async def search(self, request: Request) -> Response:
+        request_id = uuid.uuid4().hex
+        limits = self.config.search
+        try:
+            token = self._token(request)
+            principal = await self._verify(token)
+        except Refusal as refusal:
+            return _error(refusal.status, refusal.code, refusal.message, request_id)
+        query_text, k, mode = "", limits.default_k, "hybrid"
+        hits: list[Hit] = []
+        index: str | None = None
+        binding: str | None = None
+        try:
+            query_text, k, mode = await self._body(request)
+            with anyio.fail_after(limits.timeout_s):
+                vector = await anyio.to_thread.run_sync(self._embed, token, query_text)
+                index, binding, hits = await anyio.to_thread.run_sync(
+                    self._search, principal, query_text, vector, k, mode
+                )
+        except Refusal as refusal:
+            await self._record(
+                request_id,
+                principal,
+                query_text,
+                k,
+                mode,
+                index,
+                binding,
+                [],
+                refusal.status,
+                refusal.code,
+            )
+            return _error(refusal.status, refusal.code, refusal.message, request_id)
+        except TimeoutError:
+            await self._record(
+                request_id, principal, query_text, k, mode, index, binding, [], 504, "timeout"
+            )
+            return _error(
+                504, "timeout", f"the search took over {limits.timeout_s:g} s", request_id
+            )
+        except RetrievalError as exc:
+            status, code = _status_of(exc)
+            await self._record(
+                request_id, principal, query_text, k, mode, index, binding, [], status, code
+            )
+            return _error(status, code, str(exc)[:300], request_id)
+        if not await self._record(
+            request_id, principal, query_text, k, mode, index, binding, hits, 200, "ok"
+        ):
+            return _error(
+                503,
+                "log_unavailable",
+                "the retrieval log cannot record this search; nothing was returned",
+                request_id,
+            )
+        body = {
+            "object": "list",
+            "index": index,
+            "binding": binding,
+            "data": [
+                {
+                    "chunk_id": h.chunk_id,
+                    "doc_id": h.doc_id,
+                    "title": h.title,
+                    "heading": h.heading,
+                    "text": h.text,
+                    "source": h.source,
+                    "data_class": h.data_class,
+                    "score": h.score,
+                }
+                for h in hits
+            ],
+        }
+        return Response(
+            json.dumps(body).encode(),
+            200,
+            headers={REQUEST_ID_HEADER: request_id},
+            media_type=_JSON,
+        )
+
+    async def health(self, request: Request) -> Response:
+        healthy = bool(self.sink.healthy)
+        alias = self.config.search.alias
+        target = await anyio.to_thread.run_sync(self.backend.alias_target, alias)
+        status = "ok" if healthy and target else ("no index" if healthy else "log unhealthy")
+        return Response(
+            json.dumps({"status": status, "index": target}).encode(),
+            200 if status == "ok" else 503,
+            media_type=_JSON,
+        )
+
+    # -- steps ----------------------------------------------------------------
+
+    @staticmethod
+    def _token(request: Request) -> str:
+        authorization = request.headers.get("authorization", "")
+        if len(authorization) > MAX_TOKEN_BYTES:
+            raise Refusal(401, "token_too_large", "the Authorization header is too large")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Refusal(401, "missing_token", "expected 'Authorization: Bearer <token>'")
+        return token.strip()
+
+    async def _verify(self, token: str) -> Principal:
+        try:
+            return await self.verifier.verify(token)
+        except GatewayError as error:
+            raise Refusal(error.status, error.code, error.message[:300]) from None
+
+    async def _body(self, request: Request) -> tuple[str, int, str]:
+        limits = self.config.search
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limits.max_request_bytes:
+            raise Refusal(
+                413, "request_too_large", f"the body is over {limits.max_request_bytes} bytes"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            with anyio.fail_after(10.0):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limits.max_request_bytes:
+                        raise Refusal(
+                            413,
+                            "request_too_large",
+                            f"the body is over {limits.max_request_bytes} bytes",
+                        )
+                    chunks.append(chunk)
+        except ClientDisconnect:
+            raise Refusal(400, "client_gone", "the client went away while sending") from None
+        except TimeoutError:
+            raise Refusal(408, "body_timeout", "the body did not arrive within 10 s") from None
+        try:
+            body: Any = json.loads(b"".join(chunks))
+        except (ValueError, RecursionError):
+            raise Refusal(400, "invalid_json", "the body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise Refusal(400, "invalid_json", "the body must be a JSON object")
+        unknown = sorted(set(body) - {"query", "k", "mode"})
+        if unknown:
+            raise Refusal(400, "unknown_field", f"unknown field {unknown[0][:40]!r}")
+        query = body.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise Refusal(400, "invalid_query", "'query' must be a non-empty string")
+        if len(query) > limits.max_query_chars:
+            raise Refusal(
+                400, "query_too_long", f"'query' is over {limits.max_query_chars} characters"
+            )
+        k = body.get("k", limits.default_k)
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= limits.max_k:
+            raise Refusal(400, "invalid_k", f"'k' must be an integer from 1 to {limits.max_k}")
+        mode = body.get("mode", "hybrid")
+        if mode not in MODES:
+            raise Refusal(400, "invalid_mode", "'mode' must be hybrid, vector or lexical")
+        return query, k, str(mode)
+
+    def _embed(self, token: str, text: str) -> list[float]:
+        (vector,) = self.embedder_for(token).embed([text])
+        return vector
+
+    def _search(
+        self, principal: Principal, text: str, vector: list[float], k: int, mode: str
+    ) -> tuple[str, str, list[Hit]]:
+        alias = self.config.search.alias
+        index = self.backend.resolve(alias)
+        binding = self.backend.binding(index)
+        query = Query(
+            text=text,
+            vector=vector,
+            embedding_digest=self.config.embedding.digest,
+            principals=principals_of(principal.user, principal.groups),
+            k=k,
+            mode=mode,  # type: ignore[arg-type]
+            candidates=max(k, self.config.search.candidates),
+        )
+        return index, binding.digest, self.backend.search(index, query)
+
+    async def _record(
+        self,
+        request_id: str,
+        principal: Principal,
+        query: str,
+        k: int,
+        mode: str,
+        index: str | None,
+        binding: str | None,
+        hits: list[Hit],
+        status: int,
+        outcome: str,
+    ) -> bool:
+        record = logs.search_record(
+            request_id=request_id,
+            user=principal.user,
+            groups=sorted(principal.groups),
+            query=query,
+            k=k,
+            mode=mode,
+            index=index,
+            binding=binding,
+            hits=hits,
+            status=status,
+            outcome=outcome,
+            config=self.config.log,
+        )
+        try:
+            await self.sink.append(record)
+        except Exception as exc:  # no record, no answer
+            log.error("retrieval log append failed for %s: %s", request_id, exc)
+            return False
+        return True
+
+
+def _status_of(error: RetrievalError) -> tuple[int, str]:
+    if isinstance(error, IndexNotFound):
+        return 503, "no_index"
+    if isinstance(error, BindingMismatch):
+        return 409, "binding_mismatch"
+    if isinstance(error, QueryError):
+        return 400, "invalid_query"
+    return error.status, type(error).__name__.lower()
+
+
+def build_app(service: RetrievalService) -> Starlette:
+    async def search(request: Request) -> Response:
+        return await service.search(request)
+
+    async def health(request: Request) -> Response:
+        return await service.health(request)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(
+            exc.status_code,
+            code,
+            f"{request.method} {request.url.path[:100]!r}: {exc.detail}",
+            uuid.uuid4().hex,
+        )
+
+    return Starlette(
+        routes=[
+            Route("/v1/retrieval/search", search, methods=["POST"]),
+            Route("/healthz", health, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: on_http_error},
+    )
