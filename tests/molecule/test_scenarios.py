@@ -71,7 +71,10 @@ def missing_environment(project: Path) -> str | None:
     ]
     if not missing:
         return None
-    return f"set {' and '.join(missing)} to run it (release artifacts are not downloaded here)"
+    return (
+        "needs an artifact: release files no machine here can download; "
+        f"set {' and '.join(missing)} to run it"
+    )
 
 
 def docker_ready() -> str | None:

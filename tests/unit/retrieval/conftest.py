@@ -82,7 +82,10 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         yield EmbeddedBackend(tmp_path / "retrieval")
         return
     if not OPENSEARCH_URL:
-        pytest.skip("no OpenSearch cluster: set SOVEREIGN_OPENSEARCH_URL (and _USER/_PASSWORD)")
+        pytest.skip(
+            "needs an artifact: an OpenSearch cluster (none can be downloaded here); "
+            "set SOVEREIGN_OPENSEARCH_URL, _USER, _PASSWORD and _CA"
+        )
     from sovereign.retrieval.opensearch import OpenSearchBackend
 
     backend = OpenSearchBackend.from_environment(prefix=f"t{os.getpid()}")
