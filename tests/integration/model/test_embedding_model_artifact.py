@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,6 @@ from tests.support.local_registry import (
     PASSWORD,
     REGISTRY_BINARY,
     USER,
-    RegistryUnavailable,
-    local_registry,
     write_key_pair,
 )
 
@@ -31,15 +28,6 @@ ROOT = Path(__file__).resolve().parents[3]
 MODEL = ROOT / ".cache" / "models" / "all-minilm-l6-v2"
 
 pytestmark = pytest.mark.skipif(not REGISTRY_BINARY.exists(), reason=MISSING_REASON)
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    try:
-        with local_registry(tmp_path_factory.mktemp("registry")) as running:
-            yield running.address, running.ca
-    except RegistryUnavailable as exc:
-        pytest.skip(str(exc))
 
 
 def _run(*argv: str) -> tuple[int, str, str]:
@@ -56,9 +44,12 @@ def test_the_embedding_model_is_published_pulled_by_digest_and_verified(
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
     address, ca = registry
     private, public = write_key_pair(tmp_path)
+    # Publishing signs the directory in place (model.sig): sign a copy, not the cache.
+    model = tmp_path / "all-minilm-l6-v2"
+    shutil.copytree(MODEL, model)
     auth = ["--username", USER, "--password-stdin", "--ca-bundle", str(ca)]
     code, out, err = _run(
-        "publish", str(MODEL), f"{address}/models/all-minilm-l6-v2:1", "--key", str(private),
+        "publish", str(model), f"{address}/models/all-minilm-l6-v2:1", "--key", str(private),
         "--name", "all-minilm-l6-v2", "--revision", "1", "--license", "Apache-2.0", *auth,
     )  # fmt: skip
     assert code == 0, err
@@ -70,7 +61,7 @@ def test_the_embedding_model_is_published_pulled_by_digest_and_verified(
     )  # fmt: skip
     assert code == 0, err
     for name in ("model.safetensors", "tokenizer.json", "modules.json", "1_Pooling/config.json"):
-        assert (dest / name).read_bytes() == (MODEL / name).read_bytes()
+        assert (dest / name).read_bytes() == (model / name).read_bytes()
     assert _run("verify", str(dest), "--public-key", str(public))[0] == 0
     tampered = tmp_path / "tampered"
     shutil.copytree(dest, tampered)

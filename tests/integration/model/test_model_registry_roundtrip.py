@@ -7,7 +7,6 @@ with a throwaway CA, TLS and htpasswd (bcrypt) auth.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,22 +17,10 @@ from tests.support.local_registry import (
     PASSWORD,
     REGISTRY_BINARY,
     USER,
-    RegistryUnavailable,
-    local_registry,
     write_key_pair,
 )
 
 pytestmark = pytest.mark.skipif(not REGISTRY_BINARY.exists(), reason=MISSING_REASON)
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """``(host:port, CA bundle)`` of a running TLS + htpasswd registry."""
-    try:
-        with local_registry(tmp_path_factory.mktemp("registry")) as running:
-            yield running.address, running.ca
-    except RegistryUnavailable as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(autouse=True)
