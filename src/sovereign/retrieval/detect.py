@@ -8,6 +8,8 @@ renamed executable cannot be ingested as "report.pdf".
 
 from __future__ import annotations
 
+import re
+
 import filetype  # type: ignore[import-untyped]
 
 from sovereign.retrieval.errors import UnsupportedDocument
@@ -30,7 +32,7 @@ BY_SUFFIX = {
 _HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body")
 # Tab, newline, carriage return and form feed are text; other C0 controls
 # (and NUL above all) are not.
-_CONTROL = bytes(b for b in range(32) if b not in (9, 10, 12, 13))
+_CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f]")
 
 
 def detect(data: bytes, name: str = "") -> str:
@@ -62,7 +64,7 @@ def _sniff(data: bytes) -> str | None:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if any(chr(c) in text for c in _CONTROL):
+    if _CONTROL.search(text):
         return None
     return HTML if head.startswith(_HTML_STARTS) else TEXT
 
