@@ -15,13 +15,14 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
 from sovereign.audit.errors import AuditError
 from sovereign.eval.errors import EvalError
 from sovereign.retrieval import logs
+from sovereign.retrieval.answer import GatewayCompleter
 from sovereign.retrieval.backend import Backend
 from sovereign.retrieval.chunk import ChunkerConfig
 from sovereign.retrieval.config import ServiceConfig, load_config
@@ -72,6 +73,25 @@ def make_embedder(
         timeout_s=spec.timeout_s,
         verify=str(spec.ca_file) if spec.ca_file else True,
     )
+
+
+def make_completer(config: ServiceConfig) -> Callable[[str], GatewayCompleter] | None:
+    """The answers' completion client for a reader's token, when answers are configured."""
+    answering = config.answer
+    if answering is None:
+        return None
+
+    def completer(token: str) -> GatewayCompleter:
+        return GatewayCompleter(
+            base_url=config.embedding.gateway_url,
+            model=answering.model,
+            token=lambda: token,
+            max_tokens=answering.max_tokens,
+            timeout_s=answering.timeout_s,
+            verify=str(config.embedding.ca_file) if config.embedding.ca_file else True,
+        )
+
+    return completer
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,7 +194,12 @@ def run_serve(args: argparse.Namespace) -> None:
             )
             verifier = OidcVerifier(config.oidc, client)
             service = RetrievalService(
-                config, backend, verifier, lambda token: make_embedder(config, token=token), sink
+                config,
+                backend,
+                verifier,
+                lambda token: make_embedder(config, token=token),
+                sink,
+                completer_for=make_completer(config),
             )
             Lazy.app = build_app(service)
         await Lazy.app(scope, receive, send)

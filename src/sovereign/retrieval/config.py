@@ -118,12 +118,26 @@ class RetrievalLog(_Model):
     full_text_classes: list[str] = Field(default_factory=list)
 
 
+class Answer(_Model):
+    """Retrieval-augmented answers (``/v1/retrieval/answer``); absent: not offered."""
+
+    # The model the gateway routes the completion to (a name of its model table).
+    model: str
+    default_k: int = Field(default=3, ge=1, le=20)
+    # The context the passages may fill: the serving model's context length
+    # minus the question and the answer (the lab's tiny model has 256 tokens).
+    max_context_chars: int = Field(default=2000, ge=200, le=64000)
+    max_tokens: int = Field(default=64, ge=1, le=2048)
+    timeout_s: float = Field(default=60.0, gt=0, le=600)
+
+
 class ServiceConfig(_Model):
     listen: Listen = Listen()
     backend: Annotated[EmbeddedBackendConfig | OpenSearchBackendConfig, Field(discriminator="type")]
     embedding: Embedding
     oidc: Oidc
     search: Search = Search()
+    answer: Answer | None = None
     log: RetrievalLog
 
 

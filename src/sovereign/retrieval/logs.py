@@ -55,11 +55,14 @@ def search_record(
     status: int,
     outcome: str,
     config: LogConfig,
+    event: str = "search",
+    answer: str | None = None,
+    model: str | None = None,
 ) -> dict[str, object]:
     data_class = data_class_of(hits, config.classes)
     record: dict[str, object] = {
         "schema": SCHEMA,
-        "event": "search",
+        "event": event,
         "time": time.time(),
         "request_id": request_id,
         "user": user,
@@ -77,6 +80,14 @@ def search_record(
         "outcome": outcome,
         "data_class": data_class,
     }
+    if event == "answer":
+        # The answer's digest, as the gateway's own record of the completion has it.
+        record["model"] = model
+        record["answer_sha256"] = (
+            None
+            if answer is None
+            else hashlib.sha256(answer.encode("utf-8", "replace")).hexdigest()
+        )
     if data_class in config.full_text_classes:
         record["query"] = query.encode("utf-8", "replace").decode("utf-8")
     return record

@@ -18,6 +18,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
@@ -31,6 +32,7 @@ from sovereign.gateway.errors import GatewayError
 from sovereign.gateway.identity import Principal
 from sovereign.retrieval import logs
 from sovereign.retrieval.acl import principals_of
+from sovereign.retrieval.answer import GatewayCompleter, context_of, prompt_of
 from sovereign.retrieval.backend import Backend, Hit, Query
 from sovereign.retrieval.config import ServiceConfig
 from sovereign.retrieval.embedding import Embedder
@@ -89,6 +91,23 @@ def _kind(status: int) -> str:
     }.get(status, "server_error" if status >= 500 else "invalid_request_error")
 
 
+@dataclass
+class Trace:
+    """What one request did so far: the retrieval log's record is made of it."""
+
+    request_id: str
+    principal: Principal
+    event: str
+    k: int
+    query: str = ""
+    mode: str = "hybrid"
+    index: str | None = None
+    binding: str | None = None
+    hits: list[Hit] = field(default_factory=list)
+    answer: str | None = None
+    model: str | None = None
+
+
 class RetrievalService:
     def __init__(
         self,
@@ -97,92 +116,104 @@ class RetrievalService:
         verifier: Verifier,
         embedder_for: Callable[[str], Embedder],
         sink: Sink,
+        completer_for: Callable[[str], GatewayCompleter] | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
         self.verifier = verifier
         self.embedder_for = embedder_for
         self.sink = sink
+        self.completer_for = completer_for
 
     async def search(self, request: Request) -> Response:
+        return await self._serve(request, "search")
+
+    async def answer(self, request: Request) -> Response:
+        return await self._serve(request, "answer")
+
+    async def _serve(self, request: Request, event: str) -> Response:
         request_id = uuid.uuid4().hex
         limits = self.config.search
+        answering = self.config.answer
+        if event == "answer" and (answering is None or self.completer_for is None):
+            return _error(404, "not_found", "answers are not enabled here", request_id)
         try:
             token = self._token(request)
             principal = await self._verify(token)
         except Refusal as refusal:
             return _error(refusal.status, refusal.code, refusal.message, request_id)
-        query_text, k, mode = "", limits.default_k, "hybrid"
-        hits: list[Hit] = []
-        index: str | None = None
-        binding: str | None = None
+        default_k = answering.default_k if event == "answer" and answering else limits.default_k
+        trace = Trace(request_id=request_id, principal=principal, event=event, k=default_k)
+        deadline = limits.timeout_s + (
+            answering.timeout_s if event == "answer" and answering else 0
+        )
         try:
-            query_text, k, mode = await self._body(request)
-            with anyio.fail_after(limits.timeout_s):
-                vector = await anyio.to_thread.run_sync(self._embed, token, query_text)
-                index, binding, hits = await anyio.to_thread.run_sync(
-                    self._search, principal, query_text, vector, k, mode
+            trace.query, trace.k, trace.mode = await self._body(request, event, default_k)
+            with anyio.fail_after(deadline):
+                vector = await anyio.to_thread.run_sync(self._embed, token, trace.query)
+                trace.index, trace.binding, trace.hits = await anyio.to_thread.run_sync(
+                    self._search, principal, trace.query, vector, trace.k, trace.mode
                 )
+                if event == "answer":
+                    await self._answer(trace, token)
         except Refusal as refusal:
-            await self._record(
-                request_id,
-                principal,
-                query_text,
-                k,
-                mode,
-                index,
-                binding,
-                [],
-                refusal.status,
-                refusal.code,
-            )
+            await self._record(trace, [], refusal.status, refusal.code)
             return _error(refusal.status, refusal.code, refusal.message, request_id)
         except TimeoutError:
-            await self._record(
-                request_id, principal, query_text, k, mode, index, binding, [], 504, "timeout"
-            )
-            return _error(
-                504, "timeout", f"the search took over {limits.timeout_s:g} s", request_id
-            )
+            await self._record(trace, [], 504, "timeout")
+            return _error(504, "timeout", f"the {event} took over {deadline:g} s", request_id)
         except RetrievalError as exc:
             status, code = _status_of(exc)
-            await self._record(
-                request_id, principal, query_text, k, mode, index, binding, [], status, code
-            )
+            await self._record(trace, [], status, code)
             return _error(status, code, str(exc)[:300], request_id)
-        if not await self._record(
-            request_id, principal, query_text, k, mode, index, binding, hits, 200, "ok"
-        ):
+        if not await self._record(trace, trace.hits, 200, "ok"):
             return _error(
                 503,
                 "log_unavailable",
-                "the retrieval log cannot record this search; nothing was returned",
+                "the retrieval log cannot record this request; nothing was returned",
                 request_id,
             )
-        body = {
-            "object": "list",
-            "index": index,
-            "binding": binding,
-            "data": [
-                {
-                    "chunk_id": h.chunk_id,
-                    "doc_id": h.doc_id,
-                    "title": h.title,
-                    "heading": h.heading,
-                    "text": h.text,
-                    "source": h.source,
-                    "data_class": h.data_class,
-                    "score": h.score,
-                }
-                for h in hits
-            ],
-        }
+        body: dict[str, object] = {"index": trace.index, "binding": trace.binding}
+        if event == "search":
+            body |= {"object": "list", "data": [_chunk(h) for h in trace.hits]}
+        else:
+            body |= {
+                "object": "retrieval.answer",
+                "answer": trace.answer,
+                "model": trace.model,
+                "sources": [
+                    {
+                        "n": n,
+                        "doc_id": h.doc_id,
+                        "chunk_id": h.chunk_id,
+                        "title": h.title,
+                        "source": h.source,
+                        "data_class": h.data_class,
+                    }
+                    for n, h in enumerate(trace.hits, start=1)
+                ],
+            }
         return Response(
             json.dumps(body).encode(),
             200,
             headers={REQUEST_ID_HEADER: request_id},
             media_type=_JSON,
         )
+
+    async def _answer(self, trace: Trace, token: str) -> None:
+        """The completion over the reader's passages; none asked when nothing is readable."""
+        answering = self.config.answer
+        assert answering is not None and self.completer_for is not None
+        context, used = context_of(trace.hits, answering.max_context_chars)
+        trace.hits = used
+        if not used:
+            trace.answer, trace.model = None, None
+            return
+        completer = self.completer_for(token)
+        text, model = await anyio.to_thread.run_sync(
+            completer.complete, prompt_of(trace.query, context)
+        )
+        trace.answer, trace.model = text.strip(), model
 
     async def health(self, request: Request) -> Response:
         healthy = bool(self.sink.healthy)
@@ -213,7 +244,7 @@ class RetrievalService:
         except GatewayError as error:
             raise Refusal(error.status, error.code, error.message[:300]) from None
 
-    async def _body(self, request: Request) -> tuple[str, int, str]:
+    async def _body(self, request: Request, event: str, default_k: int) -> tuple[str, int, str]:
         limits = self.config.search
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limits.max_request_bytes:
@@ -243,17 +274,21 @@ class RetrievalService:
             raise Refusal(400, "invalid_json", "the body is not valid JSON") from None
         if not isinstance(body, dict):
             raise Refusal(400, "invalid_json", "the body must be a JSON object")
-        unknown = sorted(set(body) - {"query", "k", "mode"})
+        text_key = "query" if event == "search" else "question"
+        allowed = {text_key, "k"} | ({"mode"} if event == "search" else set())
+        unknown = sorted(set(body) - allowed)
         if unknown:
             raise Refusal(400, "unknown_field", f"unknown field {unknown[0][:40]!r}")
-        query = body.get("query")
+        query = body.get(text_key)
         if not isinstance(query, str) or not query.strip():
-            raise Refusal(400, "invalid_query", "'query' must be a non-empty string")
+            raise Refusal(400, f"invalid_{text_key}", f"'{text_key}' must be a non-empty string")
         if len(query) > limits.max_query_chars:
             raise Refusal(
-                400, "query_too_long", f"'query' is over {limits.max_query_chars} characters"
+                400,
+                f"{text_key}_too_long",
+                f"'{text_key}' is over {limits.max_query_chars} characters",
             )
-        k = body.get("k", limits.default_k)
+        k = body.get("k", default_k)
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= limits.max_k:
             raise Refusal(400, "invalid_k", f"'k' must be an integer from 1 to {limits.max_k}")
         mode = body.get("mode", "hybrid")
@@ -282,39 +317,43 @@ class RetrievalService:
         )
         return index, binding.digest, self.backend.search(index, query)
 
-    async def _record(
-        self,
-        request_id: str,
-        principal: Principal,
-        query: str,
-        k: int,
-        mode: str,
-        index: str | None,
-        binding: str | None,
-        hits: list[Hit],
-        status: int,
-        outcome: str,
-    ) -> bool:
+    async def _record(self, trace: Trace, hits: list[Hit], status: int, outcome: str) -> bool:
         record = logs.search_record(
-            request_id=request_id,
-            user=principal.user,
-            groups=sorted(principal.groups),
-            query=query,
-            k=k,
-            mode=mode,
-            index=index,
-            binding=binding,
+            request_id=trace.request_id,
+            user=trace.principal.user,
+            groups=sorted(trace.principal.groups),
+            query=trace.query,
+            k=trace.k,
+            mode=trace.mode,
+            index=trace.index,
+            binding=trace.binding,
             hits=hits,
             status=status,
             outcome=outcome,
             config=self.config.log,
+            event=trace.event,
+            answer=trace.answer if status == 200 else None,
+            model=trace.model,
         )
         try:
             await self.sink.append(record)
         except Exception as exc:  # no record, no answer
-            log.error("retrieval log append failed for %s: %s", request_id, exc)
+            log.error("retrieval log append failed for %s: %s", trace.request_id, exc)
             return False
         return True
+
+
+def _chunk(hit: Hit) -> dict[str, object]:
+    return {
+        "chunk_id": hit.chunk_id,
+        "doc_id": hit.doc_id,
+        "title": hit.title,
+        "heading": hit.heading,
+        "text": hit.text,
+        "source": hit.source,
+        "data_class": hit.data_class,
+        "score": hit.score,
+    }
 
 
 def _status_of(error: RetrievalError) -> tuple[int, str]:
@@ -330,6 +369,9 @@ def _status_of(error: RetrievalError) -> tuple[int, str]:
 def build_app(service: RetrievalService) -> Starlette:
     async def search(request: Request) -> Response:
         return await service.search(request)
+
+    async def answer(request: Request) -> Response:
+        return await service.answer(request)
 
     async def health(request: Request) -> Response:
         return await service.health(request)
@@ -347,6 +389,7 @@ def build_app(service: RetrievalService) -> Starlette:
     return Starlette(
         routes=[
             Route("/v1/retrieval/search", search, methods=["POST"]),
+            Route("/v1/retrieval/answer", answer, methods=["POST"]),
             Route("/healthz", health, methods=["GET"]),
         ],
         exception_handlers={HTTPException: on_http_error},
