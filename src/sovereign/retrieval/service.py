@@ -150,9 +150,20 @@ class RetrievalService:
         try:
             trace.query, trace.k, trace.mode = await self._body(request, event, default_k)
             with anyio.fail_after(deadline):
-                vector = await anyio.to_thread.run_sync(self._embed, token, trace.query)
+                # A thread cannot be stopped: at the deadline the request is
+                # answered and the thread's late result dropped (each call in it
+                # has its own timeout too).
+                vector = await anyio.to_thread.run_sync(
+                    self._embed, token, trace.query, abandon_on_cancel=True
+                )
                 trace.index, trace.binding, trace.hits = await anyio.to_thread.run_sync(
-                    self._search, principal, trace.query, vector, trace.k, trace.mode
+                    self._search,
+                    principal,
+                    trace.query,
+                    vector,
+                    trace.k,
+                    trace.mode,
+                    abandon_on_cancel=True,
                 )
                 if event == "answer":
                     await self._answer(trace, token)
@@ -211,7 +222,7 @@ class RetrievalService:
             return
         completer = self.completer_for(token)
         text, model = await anyio.to_thread.run_sync(
-            completer.complete, prompt_of(trace.query, context)
+            completer.complete, prompt_of(trace.query, context), abandon_on_cancel=True
         )
         trace.answer, trace.model = text.strip(), model
 

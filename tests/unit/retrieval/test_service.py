@@ -291,3 +291,28 @@ def test_the_ingest_command_reports_and_a_second_run_changes_nothing(
     assert runs[0]["index"] == runs[1]["index"]
     bad = ["ingest", "--config", str(tmp_path / "missing.yml"), "--manifest", str(manifest)]
     assert cli.main(bad, io.StringIO()) == 1
+
+
+def test_a_search_past_its_deadline_is_a_504_at_the_deadline(corpus: Path) -> None:
+    import time
+
+    class Slow(HashEmbedder):
+        def embed(self, texts: Sequence[str]) -> list[list[float]]:
+            time.sleep(3)
+            return super().embed(texts)
+
+    harness = Harness(corpus, embedder=Slow())
+    raw = harness.config.model_dump(mode="json")
+    raw["search"]["timeout_s"] = 0.5
+    config = parse_config(raw, "test")
+    service = RetrievalService(
+        config, EmbeddedBackend(corpus / "db"), Verifier(), lambda token: Slow(), harness.sink
+    )
+    started = time.monotonic()
+    response = TestClient(build_app(service)).post(
+        "/v1/retrieval/search",
+        json={"query": QUESTION},
+        headers={"authorization": "Bearer bob-token"},
+    )
+    assert response.status_code == 504 and time.monotonic() - started < 2.5
+    assert harness.sink.records[-1]["outcome"] == "timeout"
