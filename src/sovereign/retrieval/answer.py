@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import httpx
 
 from sovereign.retrieval.backend import Hit
+from sovereign.retrieval.embedding import post_to_gateway
 from sovereign.retrieval.errors import EmbeddingError, QueryError
 
 MAX_ANSWER_BYTES = 256 * 1024
@@ -73,22 +74,11 @@ class GatewayCompleter:
             "max_tokens": self.max_tokens,
             "temperature": 0,
         }
-        try:
-            with httpx.Client(
-                timeout=self.timeout_s, transport=self.transport, verify=self.verify
-            ) as client:
-                response = client.post(
-                    self.base_url.rstrip("/") + "/v1/completions",
-                    json=body,
-                    headers={"authorization": f"Bearer {self.token()}"},
-                )
-        except httpx.HTTPError as exc:
-            raise AnswerError(f"the gateway could not be reached: {type(exc).__name__}") from exc
-        if response.status_code != 200:
-            raise AnswerError(
-                f"the gateway answered {response.status_code} to /v1/completions: "
-                f"{response.text[:200]!r}"
-            )
+        headers = {"authorization": f"Bearer {self.token()}"}
+        response = post_to_gateway(
+            self.base_url, "/v1/completions", body, headers, self.timeout_s, self.transport,
+            self.verify, AnswerError,
+        )  # fmt: skip
         if len(response.content) > MAX_ANSWER_BYTES:
             raise AnswerError("the gateway's completion is over 256 KiB")
         try:

@@ -10,7 +10,7 @@ digest of the weights that really computed its vectors.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -64,20 +64,10 @@ class GatewayEmbedder:
                 raise QueryError(f"an input to embed is empty or over {MAX_INPUT_CHARS} characters")
         body = {"model": self.model, "input": list(texts), "encoding_format": "float"}
         headers = {"authorization": f"Bearer {self.token()}", VERSION_HEADER: self.release}
-        try:
-            with httpx.Client(
-                timeout=self.timeout_s, transport=self.transport, verify=self.verify
-            ) as client:
-                response = client.post(
-                    self.base_url.rstrip("/") + "/v1/embeddings", json=body, headers=headers
-                )
-        except httpx.HTTPError as exc:
-            raise EmbeddingError(f"the gateway could not be reached: {type(exc).__name__}") from exc
-        if response.status_code != 200:
-            raise EmbeddingError(
-                f"the gateway answered {response.status_code} to /v1/embeddings: "
-                f"{response.text[:200]!r}"
-            )
+        response = post_to_gateway(
+            self.base_url, "/v1/embeddings", body, headers, self.timeout_s, self.transport,
+            self.verify, EmbeddingError,
+        )  # fmt: skip
         return self._vectors(response, len(texts))
 
     def _vectors(self, response: httpx.Response, count: int) -> list[list[float]]:
@@ -101,6 +91,29 @@ class GatewayEmbedder:
                 raise EmbeddingError("the embeddings answer has a bad or repeated index")
             vectors[index] = check_vector(vector, self.dimension)
         return vectors
+
+
+def post_to_gateway(
+    base_url: str,
+    path: str,
+    body: Mapping[str, object],
+    headers: dict[str, str],
+    timeout_s: float,
+    transport: httpx.BaseTransport | None,
+    verify: str | bool,
+    error: type[EmbeddingError],
+) -> httpx.Response:
+    """POST ``body`` to the gateway; ``error`` (naming the path) unless it answers 200."""
+    try:
+        with httpx.Client(timeout=timeout_s, transport=transport, verify=verify) as client:
+            response = client.post(base_url.rstrip("/") + path, json=body, headers=headers)
+    except httpx.HTTPError as exc:
+        raise error(f"the gateway could not be reached: {type(exc).__name__}") from exc
+    if response.status_code != 200:
+        raise error(
+            f"the gateway answered {response.status_code} to {path}: {response.text[:200]!r}"
+        )
+    return response
 
 
 def check_vector(vector: object, dimension: int) -> list[float]:
