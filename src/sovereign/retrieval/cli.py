@@ -15,7 +15,8 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -28,7 +29,7 @@ from sovereign.retrieval.chunk import ChunkerConfig
 from sovereign.retrieval.config import ServiceConfig, load_config
 from sovereign.retrieval.embedded import EmbeddedBackend
 from sovereign.retrieval.embedding import GatewayEmbedder
-from sovereign.retrieval.errors import RetrievalError
+from sovereign.retrieval.errors import ManifestError, RetrievalError
 from sovereign.retrieval.ingest import Ingestor, load_manifest
 from sovereign.retrieval.opensearch import KnnSettings, OpenSearchBackend
 
@@ -39,7 +40,10 @@ def make_backend(config: ServiceConfig) -> Backend:
     spec = config.backend
     if spec.type == "embedded":
         return EmbeddedBackend(spec.root)
-    password = spec.password_file.read_text(encoding="utf-8")[:MAX_SECRET_BYTES].strip()
+    try:
+        password = spec.password_file.read_text(encoding="utf-8")[:MAX_SECRET_BYTES].strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"backend.password_file: {spec.password_file} cannot be read") from exc
     return OpenSearchBackend(
         spec.url,
         (spec.user, password),
@@ -50,19 +54,9 @@ def make_backend(config: ServiceConfig) -> Backend:
     )
 
 
-def make_embedder(
-    config: ServiceConfig, token: str | None = None, source: object = None
-) -> GatewayEmbedder:
+def make_embedder(config: ServiceConfig, bearer: Callable[[], str]) -> GatewayEmbedder:
+    """The gateway's /v1/embeddings for the configured release, asked with ``bearer()``."""
     spec = config.embedding
-
-    def bearer() -> str:
-        if token is not None:
-            return token
-        value = source.bearer() if source is not None else None  # type: ignore[attr-defined]
-        if not value:
-            raise RetrievalError("no bearer token for the gateway's /v1/embeddings")
-        return str(value)
-
     return GatewayEmbedder(
         base_url=spec.gateway_url,
         model=spec.model,
@@ -127,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _token_source(args: argparse.Namespace) -> object:
+def _service_bearer(args: argparse.Namespace) -> Callable[[], str]:
+    """The ingesting service account's token: from a file or the identity provider's grant."""
     from sovereign.eval.connection import TokenSettings, TokenSource, tls_context
 
     settings = TokenSettings(
@@ -138,7 +133,15 @@ def _token_source(args: argparse.Namespace) -> object:
         username=args.username,
         password_file=args.password_file,
     )
-    return TokenSource(settings, verify=tls_context(args.cacert))
+    source = TokenSource(settings, verify=tls_context(args.cacert))
+
+    def bearer() -> str:
+        value = source.bearer()
+        if not value:
+            raise RetrievalError("no bearer token for the gateway's /v1/embeddings")
+        return value
+
+    return bearer
 
 
 def run_ingest(args: argparse.Namespace, out: TextIO) -> None:
@@ -146,7 +149,7 @@ def run_ingest(args: argparse.Namespace, out: TextIO) -> None:
     chunker = ChunkerConfig(window_words=args.window_words, overlap_words=args.overlap_words)
     ingestor = Ingestor(
         backend=make_backend(config),
-        embedder=make_embedder(config, source=_token_source(args)),
+        embedder=make_embedder(config, _service_bearer(args)),
         chunker=chunker,
         alias=config.search.alias,
     )
@@ -172,46 +175,43 @@ def run_ingest(args: argparse.Namespace, out: TextIO) -> None:
 def run_serve(args: argparse.Namespace) -> None:
     import httpx
     import uvicorn
-    from starlette.applications import Starlette
 
     from sovereign.gateway.identity import OidcVerifier
     from sovereign.retrieval.service import RetrievalService, build_app
 
     config = load_config(args.config)
     backend = make_backend(config)
+    completer_for = make_completer(config)
 
-    class Lazy:
-        """The app, made inside uvicorn's event loop (the log's writer task needs it)."""
-
-        app: Starlette | None = None
-
-    async def lifespan_app(scope, receive, send):  # type: ignore[no-untyped-def]
-        if Lazy.app is None:
-            sink = await logs.open_log(config.log)
-            client = httpx.AsyncClient(
+    @asynccontextmanager
+    async def running() -> AsyncIterator[RetrievalService]:
+        # In uvicorn's event loop (the log's writer task lives there); the
+        # log is closed, with its final checkpoints, when the server stops.
+        sink = await logs.open_log(config.log)
+        try:
+            async with httpx.AsyncClient(
                 verify=str(config.oidc.ca_bundle) if config.oidc.ca_bundle else True,
                 timeout=config.oidc.timeout_s,
-            )
-            verifier = OidcVerifier(config.oidc, client)
-            service = RetrievalService(
-                config,
-                backend,
-                verifier,
-                lambda token: make_embedder(config, token=token),
-                sink,
-                completer_for=make_completer(config),
-            )
-            Lazy.app = build_app(service)
-        await Lazy.app(scope, receive, send)
+            ) as client:
+                yield RetrievalService(
+                    config,
+                    backend,
+                    OidcVerifier(config.oidc, client),
+                    lambda token: make_embedder(config, lambda: token),
+                    sink,
+                    completer_for=completer_for,
+                )
+        finally:
+            await sink.close()
 
     listen = config.listen
     uvicorn.run(
-        lifespan_app,
+        build_app(starting=running),
         host=listen.host,
         port=listen.port,
         ssl_certfile=str(listen.certfile) if listen.certfile else None,
         ssl_keyfile=str(listen.keyfile) if listen.keyfile else None,
-        lifespan="off",
+        lifespan="on",
         log_level="info",
     )
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -377,15 +378,41 @@ def _status_of(error: RetrievalError) -> tuple[int, str]:
     return error.status, type(error).__name__.lower()
 
 
-def build_app(service: RetrievalService) -> Starlette:
+def build_app(
+    service: RetrievalService | None = None,
+    *,
+    starting: Callable[[], AbstractAsyncContextManager[RetrievalService]] | None = None,
+) -> Starlette:
+    """The ASGI app of ``service``, or of the service ``starting`` makes for the app's lifespan."""
+    if (service is None) == (starting is None):
+        raise ValueError("give a service or a way to start one, not both")
+    held: list[RetrievalService] = [service] if service is not None else []
+
+    def current() -> RetrievalService:
+        if not held:
+            raise RuntimeError("the retrieval service has not started")
+        return held[0]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if starting is None:
+            yield
+            return
+        async with starting() as started:
+            held.append(started)
+            try:
+                yield
+            finally:
+                held.clear()
+
     async def search(request: Request) -> Response:
-        return await service.search(request)
+        return await current().search(request)
 
     async def answer(request: Request) -> Response:
-        return await service.answer(request)
+        return await current().answer(request)
 
     async def health(request: Request) -> Response:
-        return await service.health(request)
+        return await current().health(request)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -404,4 +431,5 @@ def build_app(service: RetrievalService) -> Starlette:
             Route("/healthz", health, methods=["GET"]),
         ],
         exception_handlers={HTTPException: on_http_error},
+        lifespan=lifespan,
     )

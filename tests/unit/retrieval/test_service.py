@@ -268,9 +268,7 @@ def test_the_ingest_command_reports_and_a_second_run_changes_nothing(
     path.write_text(json.dumps(config.model_dump(mode="json")))
     token = tmp_path / "token"
     token.write_text("svc-ingest-token\n")
-    monkeypatch.setattr(
-        cli, "make_embedder", lambda config, token=None, source=None: HashEmbedder()
-    )
+    monkeypatch.setattr(cli, "make_embedder", lambda config, bearer: HashEmbedder())
     manifest = ROOT / "files" / "corpus" / "manifest.yml"
     argv = [
         "ingest",
@@ -316,3 +314,43 @@ def test_a_search_past_its_deadline_is_a_504_at_the_deadline(corpus: Path) -> No
     )
     assert response.status_code == 504 and time.monotonic() - started < 2.5
     assert harness.sink.records[-1]["outcome"] == "timeout"
+
+
+def test_a_started_service_writes_its_real_log_and_closes_it_on_shutdown(
+    corpus: Path, tmp_path: Path
+) -> None:
+    from collections.abc import AsyncIterator
+    from contextlib import asynccontextmanager
+
+    from sovereign.audit.errors import AuditWriteError
+
+    config = config_for(tmp_path).model_copy(update={"backend": config_for(corpus).backend})
+    opened: list[object] = []
+
+    @asynccontextmanager
+    async def starting() -> AsyncIterator[RetrievalService]:
+        sink = await logs.open_log(config.log)
+        opened.append(sink)
+        try:
+            yield RetrievalService(config, EmbeddedBackend(corpus / "db"), Verifier(),
+                                   lambda token: HashEmbedder(), sink)  # fmt: skip
+        finally:
+            await sink.close()
+
+    with TestClient(build_app(starting=starting)) as client:
+        response = client.post(
+            "/v1/retrieval/search", json={"query": QUESTION},
+            headers={"authorization": "Bearer bob-token"},
+        )  # fmt: skip
+        assert response.status_code == 200
+    (sink,) = opened
+    written = "".join(p.read_text() for p in (tmp_path / "log").glob("*/*.jsonl"))
+    assert '"user":"bob"' in written and response.json()["index"] in written
+
+    async def append_after_close() -> None:
+        await sink.append({"data_class": "internal"})  # type: ignore[attr-defined]
+
+    with pytest.raises(AuditWriteError, match="closed"):
+        asyncio.run(append_after_close())
+    with pytest.raises(ValueError):
+        build_app()
