@@ -26,7 +26,7 @@ by name; nothing else types a digest. :func:`check_table` and
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,15 +85,26 @@ def _text(value: object) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
-def _check_model(where: str, item: Mapping[str, Any]) -> list[str]:
+def _check_keys(
+    where: str,
+    item: Mapping[str, Any],
+    what: str,
+    required: Sequence[str],
+    optional: Sequence[str] = (),
+) -> list[str]:
+    """Unknown keys of ``item`` and missing required ones, each named."""
     problems: list[str] = []
-    unknown = sorted(set(item) - set(_MODEL_REQUIRED) - set(_MODEL_OPTIONAL))
+    unknown = sorted(set(item) - set(required) - set(optional))
     if unknown:
         problems.append(
-            f"{where}: unknown keys {unknown}; a model release has "
-            f"{list(_MODEL_REQUIRED + _MODEL_OPTIONAL)}"
+            f"{where}: unknown keys {unknown}; {what} has {list(required) + list(optional)}"
         )
-    problems.extend(f"{where}.{key}: is required" for key in _MODEL_REQUIRED if key not in item)
+    problems.extend(f"{where}.{key}: is required" for key in required if key not in item)
+    return problems
+
+
+def _check_model(where: str, item: Mapping[str, Any]) -> list[str]:
+    problems = _check_keys(where, item, "a model release", _MODEL_REQUIRED, _MODEL_OPTIONAL)
     model = item.get("model")
     if "model" in item and not (isinstance(model, str) and NAME.match(model)):
         problems.append(f"{where}.model: {model!r} must be letters, digits, '.', '_' and '-'")
@@ -134,13 +145,7 @@ def _check_model(where: str, item: Mapping[str, Any]) -> list[str]:
 
 
 def _check_runtime(where: str, item: Mapping[str, Any]) -> list[str]:
-    problems: list[str] = []
-    unknown = sorted(set(item) - set(_RUNTIME_REQUIRED))
-    if unknown:
-        problems.append(
-            f"{where}: unknown keys {unknown}; a runtime release has {list(_RUNTIME_REQUIRED)}"
-        )
-    problems.extend(f"{where}.{key}: is required" for key in _RUNTIME_REQUIRED if key not in item)
+    problems = _check_keys(where, item, "a runtime release", _RUNTIME_REQUIRED)
     version = item.get("vllm_version")
     if "vllm_version" in item and not (isinstance(version, str) and _VERSION.match(version)):
         problems.append(f"{where}.vllm_version: {version!r} must be a quoted version like '0.32.0'")
@@ -168,11 +173,7 @@ def _check_artifact(where: str, item: object) -> list[str]:
     """A pinned file: its name on the mirror or in the bundle, and its SHA-256."""
     if not isinstance(item, Mapping):
         return [f"{where}: must be a mapping with {list(_ARTIFACT_KEYS)}"]
-    problems: list[str] = []
-    unknown = sorted(set(item) - set(_ARTIFACT_KEYS))
-    if unknown:
-        problems.append(f"{where}: unknown keys {unknown}; an artifact has {list(_ARTIFACT_KEYS)}")
-    problems.extend(f"{where}.{key}: is required" for key in _ARTIFACT_KEYS if key not in item)
+    problems = _check_keys(where, item, "an artifact", _ARTIFACT_KEYS)
     name = item.get("file")
     if "file" in item and not (isinstance(name, str) and _FILE.match(name)):
         problems.append(
@@ -188,13 +189,7 @@ def _check_artifact(where: str, item: object) -> list[str]:
 
 
 def _check_opensearch(where: str, item: Mapping[str, Any]) -> list[str]:
-    problems: list[str] = []
-    unknown = sorted(set(item) - set(_OPENSEARCH_KEYS))
-    if unknown:
-        problems.append(
-            f"{where}: unknown keys {unknown}; an OpenSearch release has {list(_OPENSEARCH_KEYS)}"
-        )
-    problems.extend(f"{where}.{key}: is required" for key in _OPENSEARCH_KEYS if key not in item)
+    problems = _check_keys(where, item, "an OpenSearch release", _OPENSEARCH_KEYS)
     version = item.get("version")
     if "version" in item and not (isinstance(version, str) and _VERSION.match(version)):
         problems.append(f"{where}.version: {version!r} must be a quoted version like '2.19.2'")
