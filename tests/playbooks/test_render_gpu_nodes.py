@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.playbooks.test_validate import ROOT, run_validate
+from tests.playbooks.test_validate import ROOT, render_example, run_validate
 
 H100 = "fra1-gpu01.dc.example.internal"
 H200 = "fra1-gpu05.dc.example.internal"
@@ -24,14 +24,7 @@ VERSION = "590.48.01"
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("render")
-    result = run_validate(
-        ROOT / "inventories/example",
-        playbook="playbooks/render_gpu_nodes.yml",
-        extra=("-e", f"sovereign_render_dir={out}"),
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    return out
+    return render_example("playbooks/render_gpu_nodes.yml", tmp_path_factory.mktemp("render"))
 
 
 def plan(rendered: Path, host: str) -> dict[str, Any]:

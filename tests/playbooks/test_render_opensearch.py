@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.playbooks.test_validate import ROOT, lab_state, run_validate
+from tests.playbooks.test_validate import ROOT, lab_state, render_example, run_validate
 from tests.support.opensearch_spec import validate_request
 
 NODES = [f"fra1-search0{index}.dc.example.internal" for index in (1, 2, 3)]
@@ -23,14 +23,7 @@ NODES = [f"fra1-search0{index}.dc.example.internal" for index in (1, 2, 3)]
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("render")
-    result = run_validate(
-        ROOT / "inventories/example",
-        playbook="playbooks/render_opensearch.yml",
-        extra=("-e", f"sovereign_render_dir={out}"),
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    return out
+    return render_example("playbooks/render_opensearch.yml", tmp_path_factory.mktemp("render"))
 
 
 def load(path: Path) -> Any:

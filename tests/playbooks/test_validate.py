@@ -71,6 +71,15 @@ def run_validate(
     )
 
 
+def render_example(playbook: str, out: Path) -> Path:
+    """Run a render entry point on the example datacenter into ``out``; ``out``."""
+    result = run_validate(
+        ROOT / "inventories/example", playbook=playbook, extra=("-e", f"sovereign_render_dir={out}")
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    return out
+
+
 def run_local(
     hosts: str,
     playbook: str,
