@@ -170,9 +170,16 @@ class Backend(abc.ABC):
 
     def search(self, name: str, query: Query) -> list[Hit]:
         """The reader's best ``k`` chunks of the index (or alias) ``name``."""
+        return self.search_in(name, query)[2]
+
+    def search_in(self, name: str, query: Query) -> tuple[str, IndexBinding, list[Hit]]:
+        """The index ``name`` resolved to, its binding, and the reader's best ``k`` chunks."""
         index = self.resolve(name)
         binding = self.binding(index)
         binding.check_query(query.embedding_digest, len(query.vector))
+        return index, binding, self._best(index, query)
+
+    def _best(self, index: str, query: Query) -> list[Hit]:
         if not query.principals:
             return []
         lists: dict[str, list[Ranked]] = {}

@@ -315,9 +315,6 @@ class RetrievalService:
     def _search(
         self, principal: Principal, text: str, vector: list[float], k: int, mode: str
     ) -> tuple[str, str, list[Hit]]:
-        alias = self.config.search.alias
-        index = self.backend.resolve(alias)
-        binding = self.backend.binding(index)
         query = Query(
             text=text,
             vector=vector,
@@ -327,7 +324,8 @@ class RetrievalService:
             mode=mode,  # type: ignore[arg-type]
             candidates=max(k, self.config.search.candidates),
         )
-        return index, binding.digest, self.backend.search(index, query)
+        index, binding, hits = self.backend.search_in(self.config.search.alias, query)
+        return index, binding.digest, hits
 
     async def _record(self, trace: Trace, hits: list[Hit], status: int, outcome: str) -> bool:
         record = logs.search_record(
