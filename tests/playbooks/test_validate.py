@@ -133,6 +133,8 @@ def lab_state(directory: Path) -> Path:
     (directory / "models/tiny-good.digest").write_text("sha256:" + "0" * 64 + "\n")
     (directory / "models/tiny-good2.digest").write_text("sha256:" + "1" * 64 + "\n")
     (directory / "models/tiny-worse.digest").write_text("sha256:" + "2" * 64 + "\n")
+    (directory / "models/all-minilm-l6-v2").mkdir(parents=True)
+    (directory / "models/minilm-l6-v2.digest").write_text("sha256:" + "3" * 64 + "\n")
     shutil.copy(ROOT / "files/keys/example-custodians.pub", directory / "model-signing.pub")
     return directory
 

@@ -85,6 +85,11 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger("sovereign.gateway.access")
 
 REQUEST_ID_HEADER = "x-request-id"
+# Which version of the model answered, and the digest of its weights: on
+# every answer a backend gave, so a client (the retrieval service binding
+# an index to an embedding model) can refuse an answer of another release.
+ANSWERED_VERSION_HEADER = "x-sovereign-model-version"
+ANSWERED_DIGEST_HEADER = "x-sovereign-model-digest"
 _SALT_CACHE_SIZE = 65536
 # Asked of vLLM for every stream, and spliced as this member when the client sent none.
 _USAGE_OPTIONS = {"include_usage": True, "continuous_usage_stats": True}
@@ -515,7 +520,11 @@ class Gateway:
         return Response(
             content,
             200,
-            headers={REQUEST_ID_HEADER: exchange.request_id},
+            headers={
+                REQUEST_ID_HEADER: exchange.request_id,
+                ANSWERED_VERSION_HEADER: target.version,
+                ANSWERED_DIGEST_HEADER: target.digest,
+            },
             media_type=upstream.content_type or _JSON,
             background=BackgroundTask(books),
         )
@@ -813,9 +822,13 @@ class RelayResponse(Response):
         self.ending = False  # the last message is being sent
         self.status_code = 200
         self.background = None
+        target = exchange.target
+        assert target is not None
         self.init_headers(
             {
                 REQUEST_ID_HEADER: exchange.request_id,
+                ANSWERED_VERSION_HEADER: target.version,
+                ANSWERED_DIGEST_HEADER: target.digest,
                 "content-type": "text/event-stream; charset=utf-8",
                 "cache-control": "no-cache",
                 "x-accel-buffering": "no",

@@ -40,7 +40,12 @@ class Rule:
     destination: str
     service: str
     purpose: str
+    # A host variable that must be true on a source host for it to be one
+    # (a flow of an optional service: the retrieval API's hosts only).
+    source_flag: str | None = None
 
+
+RETRIEVAL = "sovereign_retrieval_service"
 
 FLOWS: tuple[Rule, ...] = (
     Rule(ANYONE, "gateway", "sso_proxy", "users reach the SSO proxy (OIDC login, then the API)"),
@@ -48,6 +53,23 @@ FLOWS: tuple[Rule, ...] = (
     Rule("gateway", "identity_provider", "identity_provider", "SSO proxy and gateway fetch keys"),
     Rule("gateway", "gpu_nodes", "vllm", "the gateway sends admitted requests to vLLM"),
     Rule("gateway", "gateway", "redis", "gateways share the quota store"),
+    Rule(
+        "gateway", "search", "retrieval", "the SSO proxy sends /v1/retrieval/ to the retrieval API"
+    ),
+    Rule(
+        "search",
+        "gateway",
+        "sso_proxy",
+        "retrieval embeds and answers through the front door",
+        RETRIEVAL,
+    ),
+    Rule(
+        "search",
+        "identity_provider",
+        "identity_provider",
+        "retrieval fetches keys and tokens",
+        RETRIEVAL,
+    ),
     Rule("observability", "gpu_nodes", "vllm", "Prometheus scrapes vLLM's /metrics"),
     Rule("observability", "all", "node_exporter", "Prometheus scrapes every host's exporter"),
     Rule("observability", "gateway", "gateway_metrics", "Prometheus scrapes the gateway's metrics"),
@@ -71,6 +93,7 @@ REDIS_EXPORTER_PORT = 9121
 DCGM_EXPORTER_PORT = 9400
 PROMETHEUS_PORT = 9090
 ALERTMANAGER_PORT = 9093
+RETRIEVAL_PORT = 8090
 
 
 @dataclass(frozen=True)
@@ -83,6 +106,8 @@ class Flow:
     ports: tuple[int, ...]
     service: str
     purpose: str
+    # The source hosts when the rule names them by a flag (else the group's).
+    source_hosts: tuple[str, ...] | None = None
 
 
 def _int(variables: Mapping[str, Any], name: str, default: int) -> int:
@@ -144,6 +169,10 @@ def _ports(service: str, host: str, variables: Mapping[str, Any]) -> tuple[int, 
         return (_int(variables, "prometheus_port", PROMETHEUS_PORT),)
     if service == "alertmanager":
         return (_int(variables, "alertmanager_port", ALERTMANAGER_PORT),)
+    if service == "retrieval":
+        if not variables.get("sovereign_retrieval_service", False):
+            return ()
+        return (_int(variables, "retrieval_port", RETRIEVAL_PORT),)
     if service == "sso_proxy":
         return (_int(variables, "sso_proxy_port", 443),)
     if service == "identity_provider":
@@ -172,12 +201,24 @@ def matrix(
     for a rule's service have no flow for it)."""
     flows: list[Flow] = []
     for rule in FLOWS:
+        sources: tuple[str, ...] | None = None
+        if rule.source_flag is not None:
+            sources = tuple(
+                member
+                for member in groups.get(rule.source, ())
+                if hostvars[member].get(rule.source_flag) is True
+            )
+            if not sources:
+                continue
         for host in groups.get(rule.destination, ()):
             ports = _ports(rule.service, host, hostvars[host])
             if ports:
                 flows.append(
-                    Flow(rule.source, rule.destination, host, ports, rule.service, rule.purpose)
-                )
+                    Flow(
+                        rule.source, rule.destination, host, ports, rule.service, rule.purpose,
+                        sources,
+                    )
+                )  # fmt: skip
     return flows
 
 
@@ -236,9 +277,10 @@ def host_rules(
             if not sources:
                 continue
         else:
-            sources = sorted(
-                {address(member, hostvars[member]) for member in groups.get(flow.source, ())}
+            members = (
+                flow.source_hosts if flow.source_hosts is not None else groups.get(flow.source, ())
             )
+            sources = sorted({address(member, hostvars[member]) for member in members})
             if not sources:
                 continue
         rules.append(

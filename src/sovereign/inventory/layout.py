@@ -64,7 +64,7 @@ ROLE_GROUPS: dict[str, tuple[str, ...]] = {
     "network_policy": ("all",),
     "pki": ("all",),
     "model_registry": ("registry",),
-    "sovereign_package": ("gpu_nodes", "gateway", "observability"),
+    "sovereign_package": ("gpu_nodes", "gateway", "observability", "search"),
     "model_sync": ("gpu_nodes",),
     "vllm": ("gpu_nodes",),
     "gateway": ("gateway",),
@@ -77,6 +77,7 @@ ROLE_GROUPS: dict[str, tuple[str, ...]] = {
     "gpu_driver": ("gpu_nodes",),
     "roce": ("gpu_nodes",),
     "opensearch": ("search",),
+    "retrieval": ("search",),
 }
 
 # Roles playbooks/gpu_nodes.yml applies only to the serving nodes whose
@@ -87,6 +88,11 @@ CUDA_ROLES = frozenset({"gpu_driver", "roce"})
 # sovereign_retrieval_backend is "opensearch" (the default, "embedded",
 # applies none).
 OPENSEARCH_ROLES = frozenset({"opensearch"})
+
+# Roles playbooks/retrieval.yml applies only where sovereign_retrieval_service
+# is true (the retrieval API and its ingestion).
+RETRIEVAL_ROLES = frozenset({"retrieval"})
+RETRIEVAL_SERVICE = "sovereign_retrieval_service"
 
 # Role options the playbooks compute from the inventory and pass to the role
 # themselves: an inventory need not (and should not) set them.

@@ -25,6 +25,9 @@ from sovereign.inventory import releases, serving
 from sovereign.inventory.errors import InventoryError
 
 TUNED_KEYS = serving.TUNED_KEYS
+# The sweep and the evaluation load a deployment with completions (vLLM's
+# benchmark, the Q&A set): only deployments that generate are swept.
+GENERATING = frozenset({"chat", "completions"})
 # Each point restarts the deployment's vLLM: a sweep is short by design.
 MAX_POINTS = 6
 # What the validation compares with the node's previous record (defaults
@@ -103,10 +106,11 @@ def plan(
 ) -> dict[str, Any]:
     """The checked plan of ``request`` (group, absent, profile, sweep,
     ttft_p99_slo_s, limits); see the module docstring. Per host: ``runs``,
-    one per sweep point of each deployment ({deployment, model, port,
-    cache_name, digest, point}), in order; ``current``, each deployment's
-    settings now (in the same shape); ``previous``, the figures its last
-    refresh measured ({} when none)."""
+    one per sweep point of each generating deployment ({deployment, model,
+    port, cache_name, digest, point}), in order; ``current``, each such
+    deployment's settings now (in the same shape); ``previous``, the figures
+    its last refresh measured ({} when none). Embedding deployments move to
+    the new profile with the node and keep their settings."""
     base = Path(root)
     group = request.get("group")
     members = list(groups.get(group, [])) if isinstance(group, str) else []
@@ -192,6 +196,10 @@ def plan(
         measured = recorded.get("measured") if isinstance(recorded, Mapping) else None
         previous[host] = dict(measured) if isinstance(measured, Mapping) else {}
         for deployment in serving.deployments(_settled(hostvars[host]), table, base):
+            if not set(deployment.release.endpoints) & GENERATING:
+                # An embedding model: reprovisioned and restarted with the
+                # node, not swept or evaluated (both measure generation).
+                continue
             now = {**profiles.get(deployment.hardware_profile, {}), **deployment.overrides}
             current[host][deployment.name] = {
                 "deployment": deployment.name,

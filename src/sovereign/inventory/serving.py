@@ -418,6 +418,8 @@ def vllm_instances(manifest: object, table: object, root: str) -> list[dict[str,
                     "hardware_profile": deployment.hardware_profile,
                     "port": deployment.port + index,
                     "served_model_name": deployment.release.served_model_name,
+                    # What the instance answers (its readiness probe asks for one).
+                    "endpoints": list(deployment.release.endpoints),
                     "overrides": overrides,
                 }
             )

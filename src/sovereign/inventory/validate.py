@@ -268,6 +268,8 @@ def check_required(
         backend = variables.get(opensearch_sizing.BACKEND, opensearch_sizing.BACKEND_DEFAULT)
         if role in layout.OPENSEARCH_ROLES and backend != "opensearch":
             continue
+        if role in layout.RETRIEVAL_ROLES and variables.get(layout.RETRIEVAL_SERVICE) is not True:
+            continue
         supplied = layout.PLAYBOOK_SUPPLIED.get(role, frozenset())
         for name in spec.required_options():
             if name not in supplied and name not in variables:

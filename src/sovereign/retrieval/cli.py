@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import json
 import sys
 import time
@@ -219,23 +220,22 @@ def run_serve(args: argparse.Namespace) -> None:
 async def _read_logs(args: argparse.Namespace, out: TextIO) -> None:
     config = load_config(args.config)
     since = time.time() - args.days * 86400
-    sink = await logs.open_log(config.log)
-    try:
-        # The read is recorded before anything is printed: no record, no read.
-        await sink.append(logs.access_record(args.reader, args.reason, args.classes, since))
-    finally:
-        await sink.close()
+    # The read is recorded before anything is printed: no record, no read.
+    # One reader's writer at a time on the access log (never the service's).
+    with open(logs.access_lock(config.log), "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        sink = await logs.open_access_log(config.log)
+        try:
+            await sink.append(logs.access_record(args.reader, args.reason, args.classes, since))
+        finally:
+            await sink.close()
     for record in logs.read_records(config.log.directory, args.classes, since):
         out.write(json.dumps(record, sort_keys=True) + "\n")
 
 
 async def _prune(args: argparse.Namespace, out: TextIO) -> None:
     config = load_config(args.config)
-    sink = await logs.open_log(config.log)
-    try:
-        removed = await sink.prune()
-    finally:
-        await sink.close()
+    removed = await asyncio.to_thread(logs.prune, config.log)
     for path in removed:
         out.write(f"removed {path}\n")
 

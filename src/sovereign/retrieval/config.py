@@ -113,6 +113,10 @@ class RetrievalLog(_Model):
     )
     retention_days: dict[str, int] = Field(default_factory=dict)
     default_retention_days: int = Field(default=365, ge=1)
+    # Who read the logs, why: a directory of its own (default the log
+    # directory's sibling "<name>-access"), kept this long.
+    access_directory: Path | None = None
+    access_retention_days: int = Field(default=3650, ge=1)
     # Retrieval records hold hashes of the queries, never their text, unless a
     # class is listed here (an investigation may need the words).
     full_text_classes: list[str] = Field(default_factory=list)

@@ -1,10 +1,11 @@
 """Embeddings computed inside the boundary, through the inference gateway.
 
 The retrieval service asks the gateway's ``/v1/embeddings`` like any other
-client, with its own identity, quota and audit record, and names the model
-release it expects (the gateway's version header): the gateway serves that
-release or refuses, so the digest recorded in an index's binding is the
-digest of the weights that really computed its vectors.
+client, with the caller's identity, quota and audit record. The gateway
+names the digest of the weights that answered (``x-sovereign-model-digest``)
+and an answer of any other weights than the index's binding records is
+refused, so the vectors of an index and of a query always come from the
+same model, through a rolling release of it too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from sovereign.retrieval.errors import EmbeddingError, QueryError
 
 MAX_BATCH = 64
 MAX_INPUT_CHARS = 8192
-VERSION_HEADER = "x-sovereign-model-version"
+# The gateway's answer names the digest of the weights that computed it.
+DIGEST_HEADER = "x-sovereign-model-digest"
 
 
 class Embedder(Protocol):
@@ -63,11 +65,17 @@ class GatewayEmbedder:
             if not text or len(text) > MAX_INPUT_CHARS:
                 raise QueryError(f"an input to embed is empty or over {MAX_INPUT_CHARS} characters")
         body = {"model": self.model, "input": list(texts), "encoding_format": "float"}
-        headers = {"authorization": f"Bearer {self.token()}", VERSION_HEADER: self.release}
+        headers = {"authorization": f"Bearer {self.token()}"}
         response = post_to_gateway(
             self.base_url, "/v1/embeddings", body, headers, self.timeout_s, self.transport,
             self.verify, EmbeddingError,
         )  # fmt: skip
+        answered = response.headers.get(DIGEST_HEADER, "")
+        if answered != self.digest:
+            raise EmbeddingError(
+                f"the gateway answered with the weights {answered[:80]!r}, not {self.digest} "
+                f"({self.release}) that the index is bound to"
+            )
         return self._vectors(response, len(texts))
 
     def _vectors(self, response: httpx.Response, count: int) -> list[list[float]]:

@@ -12,7 +12,12 @@ them feeds any model's training (vendor questions 7 and 8 of the seed).
 
 Reading the logs is itself recorded: ``sovereign retrieval logs read``
 appends an ``access`` record (who, why, which classes and period) to the
-``log-access`` chain before it prints anything.
+``log-access`` chain before it prints anything. That chain lives in a
+directory of its own (:func:`access_directory`), so a reader never opens a
+second writer on the directory the running service writes; readers take
+turns on it (a lock). Pruning (:func:`prune`) removes expired segments
+without opening a writer either, as ``sovereign audit prune`` does beside
+the gateway.
 """
 
 from __future__ import annotations
@@ -23,8 +28,11 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from sovereign.audit.errors import AuditUsageError
 from sovereign.audit.layout import list_chains, list_segments
 from sovereign.audit.log import AuditLog
+from sovereign.audit.retention import prune as prune_directory
+from sovereign.audit.signing import load_signer
 from sovereign.retrieval.backend import Hit
 from sovereign.retrieval.config import RetrievalLog as LogConfig
 
@@ -102,12 +110,56 @@ async def open_log(config: LogConfig) -> AuditLog:
     )
 
 
+def access_directory(config: LogConfig) -> Path:
+    """Where the reads of the logs are recorded: ``access_directory``, else
+    the log directory's sibling ``<name>-access``."""
+    return config.access_directory or config.directory.with_name(config.directory.name + "-access")
+
+
+async def open_access_log(config: LogConfig) -> AuditLog:
+    """The log of reads; hold :func:`access_lock` while it is open."""
+    return await AuditLog.open(
+        access_directory(config),
+        signing_key=config.signing_key,
+        retention_days={ACCESS_CLASS: config.access_retention_days},
+        default_retention_days=config.access_retention_days,
+    )
+
+
+def access_lock(config: LogConfig) -> Path:
+    directory = access_directory(config)
+    directory.mkdir(mode=0o750, parents=True, exist_ok=True)
+    return directory / ".append.lock"
+
+
+def prune(config: LogConfig) -> list[Path]:
+    """Remove the segments past their class's retention, in both directories,
+    each removal signed; the running service's writer is left alone."""
+    if config.signing_key is None:
+        raise AuditUsageError("pruning needs log.signing_key (it signs what it removes)")
+    signer = load_signer(config.signing_key)
+    removed = prune_directory(
+        config.directory,
+        signer=signer,
+        retention_days=config.retention_days,
+        default_retention_days=config.default_retention_days,
+    )
+    if access_directory(config).is_dir():
+        removed += prune_directory(
+            access_directory(config),
+            signer=signer,
+            retention_days={ACCESS_CLASS: config.access_retention_days},
+            default_retention_days=config.access_retention_days,
+        )
+    return removed
+
+
 def read_records(
     directory: Path, classes: Sequence[str], since: float
 ) -> Iterator[dict[str, object]]:
     """Search records of ``classes`` (every class when empty) written at or after ``since``."""
     for chain in list_chains(directory):
-        if chain.name == ACCESS_CLASS or (classes and chain.name not in classes):
+        if classes and chain.name not in classes:
             continue
         for segment in list_segments(chain):
             with segment.open(encoding="utf-8") as handle:

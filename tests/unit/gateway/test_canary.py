@@ -8,7 +8,7 @@ import pytest
 
 from sovereign.gateway.canary import BUCKETS, CanarySplit, bucket
 from sovereign.gateway.routing import Router
-from tests.unit.gateway.conftest import Harness, chat, make_config
+from tests.unit.gateway.conftest import DIGEST_A, DIGEST_B, Harness, chat, make_config
 
 USERS = [f"user-{i}" for i in range(10_000)]
 
@@ -133,3 +133,26 @@ def test_a_pinned_version_with_every_backend_drained_is_refused_not_swapped(
     assert answer.status_code == 503
     assert answer.json()["error"]["code"] == "no_backend"
     assert harness.backends.who_received() == []
+
+
+def test_every_answer_names_the_version_and_digest_that_gave_it(harness: Harness) -> None:
+    with harness.client() as client:
+        embedded = client.post(
+            "/v1/embeddings", json={"model": "embed", "input": ["abc"]}, headers=harness.auth()
+        )
+        with client.stream(
+            "POST", "/v1/chat/completions", json=chat(stream=True), headers=harness.auth()
+        ) as streamed:
+            streamed.read()
+    assert embedded.status_code == 200, embedded.text
+    assert embedded.headers["x-sovereign-model-version"] == "v1"
+    assert embedded.headers["x-sovereign-model-digest"] == DIGEST_B
+    assert streamed.status_code == 200
+    version = streamed.headers["x-sovereign-model-version"]
+    assert (
+        streamed.headers["x-sovereign-model-digest"]
+        == {
+            "stable": DIGEST_A,
+            "canary": DIGEST_B,
+        }[version]
+    )

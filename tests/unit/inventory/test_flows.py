@@ -115,3 +115,17 @@ def test_the_docs_print_the_example_inventorys_matrix() -> None:
         timeout=120,
     ).stdout
     assert table and table in text, "docs/network.md: rerun scripts/flow-matrix.py"
+
+
+def test_the_retrieval_api_is_opened_to_the_gateway_only_where_it_runs() -> None:
+    variables = hostvars()
+    assert not [r for r in flows.host_rules("search", variables, GROUPS) if 8090 in r["ports"]]
+    assert not [f for f in flows.matrix(variables, GROUPS) if f.source == "search"]
+    variables["search"]["sovereign_retrieval_service"] = True
+    variables["search"]["retrieval_port"] = 8443
+    (rule,) = [r for r in flows.host_rules("search", variables, GROUPS) if 8443 in r["ports"]]
+    assert rule["sources"] == ["10.0.0.1"]
+    # Its way out: the front door (embeddings, answers) of the gateway host.
+    assert [f.source_hosts for f in flows.matrix(variables, GROUPS) if f.source == "search"] == [
+        ("search",)
+    ]

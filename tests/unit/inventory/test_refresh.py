@@ -316,3 +316,42 @@ def test_validation_names_a_bad_tuning_record_before_any_task(
         "sovereign_serving_tuning.gpu1.hardware_profile: 'a100-40gb' is not a hardware profile" in p
         for p in found
     ), found
+
+
+def test_an_embedding_deployment_moves_with_the_node_but_is_not_swept(
+    profiled: dict[str, Any], root: Path
+) -> None:
+    profiled["models"]["minilm-1"] = {
+        **profiled["models"]["tiny-1"],
+        "model": "minilm",
+        "served_model_name": "all-MiniLM-L6-v2",
+        "endpoints": ["embeddings"],
+    }
+    hostvars, groups = fleet(2)
+    for variables in hostvars.values():
+        variables["sovereign_serving"]["deployments"].append(
+            deployment(
+                name="embedding",
+                release="minilm-1",
+                replicas=1,
+                gpus_per_replica=None,
+                hardware_profile="cpu-lab",
+                port=8001,
+            )
+        )
+    plan = refresh.plan(
+        hostvars, groups, profiled, str(root), {"group": "gpu_nodes", "profile": "h100-80gb"}
+    )
+    # vLLM's benchmark and the Q&A evaluation measure generation only.
+    assert {run["deployment"] for run in plan["runs"]["gpu1"]} == {"llama"}
+    assert list(plan["current"]["gpu1"]) == ["llama"]
+    # The refreshed node still serves the embedding model, on the new profile.
+    refreshed = refresh.manifest_for(
+        hostvars["gpu1"]["sovereign_serving"], "gpu1", "h100-80gb", {"llama": {"max_num_seqs": 8}}
+    )
+    instances = serving.vllm_instances(refreshed, profiled, str(root))
+    by_name = {instance["name"]: instance for instance in instances}
+    assert by_name["embedding"]["hardware_profile"] == "h100-80gb"
+    assert by_name["embedding"]["endpoints"] == ["embeddings"]
+    assert by_name["embedding"]["overrides"] == {}
+    assert by_name["llama"]["endpoints"] == ["chat", "completions"]

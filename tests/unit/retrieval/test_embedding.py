@@ -1,4 +1,4 @@
-"""The gateway embedder: the OpenAI shape, the release it names, every answer checked."""
+"""The gateway embedder: the OpenAI shape, the weights that answered, every answer checked."""
 
 from __future__ import annotations
 
@@ -16,11 +16,15 @@ def embedder(handler: httpx.MockTransport) -> GatewayEmbedder:
         base_url="https://gateway.example",
         model="all-minilm-l6-v2",
         release="minilm-l6-v2-1",
-        digest="sha256:" + "aa" * 32,
+        digest=DIGEST,
         dimension=3,
         token=lambda: "tok",
         transport=handler,
     )
+
+
+DIGEST = "sha256:" + "aa" * 32
+ANSWERED = {"x-sovereign-model-digest": DIGEST}
 
 
 def answer(request: httpx.Request, model: str = "all-minilm-l6-v2") -> httpx.Response:
@@ -29,10 +33,12 @@ def answer(request: httpx.Request, model: str = "all-minilm-l6-v2") -> httpx.Res
         {"object": "embedding", "index": i, "embedding": [3.0, 4.0, 0.0]}
         for i in reversed(range(len(body["input"])))
     ]
-    return httpx.Response(200, json={"object": "list", "data": data, "model": model})
+    return httpx.Response(
+        200, json={"object": "list", "data": data, "model": model}, headers=ANSWERED
+    )
 
 
-def test_embeds_in_batches_naming_the_release_and_normalises() -> None:
+def test_embeds_in_batches_and_normalises() -> None:
     seen: list[httpx.Request] = []
 
     def handle(request: httpx.Request) -> httpx.Response:
@@ -42,7 +48,9 @@ def test_embeds_in_batches_naming_the_release_and_normalises() -> None:
     vectors = embedder(httpx.MockTransport(handle)).embed([f"t{i}" for i in range(70)])
     assert len(vectors) == 70 and vectors[0] == [0.6, 0.8, 0.0]
     assert [len(json.loads(r.content)["input"]) for r in seen] == [64, 6]
-    assert seen[0].headers["x-sovereign-model-version"] == "minilm-l6-v2-1"
+    # Any version of the model may answer (a plain user may not pin one);
+    # its digest is checked instead.
+    assert "x-sovereign-model-version" not in seen[0].headers
     assert seen[0].headers["authorization"] == "Bearer tok"
     assert seen[0].url.path == "/v1/embeddings"
 
@@ -51,17 +59,36 @@ def test_embeds_in_batches_naming_the_release_and_normalises() -> None:
     ("response", "match"),
     [
         (httpx.Response(429, text="quota"), "answered 429"),
-        (httpx.Response(200, text="not json"), "not the OpenAI shape"),
-        (httpx.Response(200, json={"data": [], "model": "all-minilm-l6-v2"}), "another number"),
+        (httpx.Response(200, text="not json", headers=ANSWERED), "not the OpenAI shape"),
+        (
+            httpx.Response(200, json={"data": [], "model": "all-minilm-l6-v2"}, headers=ANSWERED),
+            "another number",
+        ),
+        (
+            httpx.Response(200, json={"data": [], "model": "all-minilm-l6-v2"}),
+            "answered with the weights '', not sha256:aa",
+        ),
         (
             httpx.Response(
-                200, json={"data": [{"index": 0, "embedding": [1, 2, 3]}], "model": "x"}
+                200,
+                json={"data": [], "model": "all-minilm-l6-v2"},
+                headers={"x-sovereign-model-digest": "sha256:" + "bb" * 32},
+            ),
+            "answered with the weights 'sha256:bbbb",
+        ),
+        (
+            httpx.Response(
+                200,
+                json={"data": [{"index": 0, "embedding": [1, 2, 3]}], "model": "x"},
+                headers=ANSWERED,
             ),
             "answered x",
         ),
         (
             httpx.Response(
-                200, json={"data": [{"index": 0, "embedding": [1, 2]}], "model": "all-minilm-l6-v2"}
+                200,
+                json={"data": [{"index": 0, "embedding": [1, 2]}], "model": "all-minilm-l6-v2"},
+                headers=ANSWERED,
             ),
             "3 dimensions",
         ),
@@ -69,6 +96,7 @@ def test_embeds_in_batches_naming_the_release_and_normalises() -> None:
             httpx.Response(
                 200,
                 json={"data": [{"index": 3, "embedding": [1, 2, 3]}], "model": "all-minilm-l6-v2"},
+                headers=ANSWERED,
             ),
             "bad or repeated index",
         ),

@@ -22,6 +22,7 @@ from sovereign.retrieval.embedding import Embedder
 from sovereign.retrieval.errors import EmbeddingError, ManifestError
 from sovereign.retrieval.ingest import Ingestor, load_manifest
 from sovereign.retrieval.service import RetrievalService, build_app
+from tests.support.keys import write_ec_key_pair
 
 from .conftest import HashEmbedder
 
@@ -255,9 +256,41 @@ def test_reading_the_logs_is_itself_recorded_first(tmp_path: Path) -> None:
     assert cli.main(argv, out) == 0
     (printed,) = [json.loads(line) for line in out.getvalue().splitlines()]
     assert printed["request_id"] == "r1" and printed["query_sha256"] != QUESTION
-    access = (tmp_path / "log" / logs.ACCESS_CLASS).glob("*.jsonl")
+    # In a directory of its own: a reader never opens a second writer on the
+    # directory the running service writes.
+    assert not (tmp_path / "log" / logs.ACCESS_CLASS).exists()
+    access = (tmp_path / "log-access" / logs.ACCESS_CLASS).glob("*.jsonl")
     text = "".join(p.read_text() for p in access)
     assert '"reader":"auditor-1"' in text and '"reason":"INC-42"' in text
+
+
+def test_pruning_needs_the_signing_key_and_leaves_the_live_log_alone(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    path = tmp_path / "retrieval.yml"
+    path.write_text(json.dumps(config.model_dump(mode="json")))
+    out = io.StringIO()
+    assert cli.main(["logs", "prune", "--config", str(path)], out) != 0
+    private, _ = write_ec_key_pair(tmp_path, "log-signing")
+    data = config.model_dump(mode="json")
+    data["log"]["signing_key"] = str(private)
+    path.write_text(json.dumps(data))
+
+    async def write() -> None:
+        sink = await logs.open_log(parse_config(data, "test").log)
+        await sink.append(
+            logs.search_record(
+                request_id="r1", user="bob", groups=[], query=QUESTION, k=1, mode="hybrid",
+                index=None, binding=None, hits=[], status=200, outcome="ok",
+                config=parse_config(data, "test").log,
+            )
+        )  # fmt: skip
+        await sink.close()
+
+    asyncio.run(write())
+    before = sorted(p.name for p in (tmp_path / "log").rglob("*"))
+    assert cli.main(["logs", "prune", "--config", str(path)], out) == 0
+    # Today's records are within every retention: nothing removed, nothing written.
+    assert sorted(p.name for p in (tmp_path / "log").rglob("*")) == before
 
 
 def test_the_ingest_command_reports_and_a_second_run_changes_nothing(
