@@ -57,6 +57,19 @@ def canary_counts(nodes: int, steps: Sequence[int]) -> list[int]:
     return [min(nodes - 1, max(1, math.ceil(nodes * step / 100))) for step in steps]
 
 
+def _deployment_of(found: Mapping[str, Any], table: object, release: object) -> str | None:
+    """The deployment an upgrade moves when the request names none: the node's
+    only one, else the only one serving the candidate release's model (the
+    lab's nodes serve the tiny model and an embedding model)."""
+    if len(found) == 1:
+        return str(next(iter(found)))
+    models = table.get("models", {}) if isinstance(table, Mapping) else {}
+    item = models.get(release) if isinstance(release, str) else None
+    model = item.get("model") if isinstance(item, Mapping) else None
+    serving_it = [name for name, d in found.items() if d.release.model == model]
+    return serving_it[0] if model is not None and len(serving_it) == 1 else None
+
+
 def plan(
     hostvars: Mapping[str, Mapping[str, Any]],
     groups: Mapping[str, Iterable[str]],
@@ -100,13 +113,13 @@ def plan(
         found = {
             d.name: d for d in serving.deployments(serving.manifest_of(variables), table, base)
         }
-        names.update(found)
-        wanted = request.get("deployment") or (next(iter(found)) if len(found) == 1 else None)
+        wanted = request.get("deployment") or _deployment_of(found, table, request.get("release"))
         if wanted is None:
             problems.append(
                 f"sovereign_upgrade_deployment: is required: {host} serves {sorted(found)}"
             )
             continue
+        names.add(wanted)
         if wanted not in found:
             problems.append(
                 f"sovereign_upgrade_deployment: {wanted!r} is not served by {host} "

@@ -67,6 +67,8 @@ def make_embedder(config: ServiceConfig, bearer: Callable[[], str]) -> GatewayEm
         token=bearer,
         timeout_s=spec.timeout_s,
         verify=str(spec.ca_file) if spec.ca_file else True,
+        batch_size=spec.batch_size,
+        truncate_tokens=spec.truncate_tokens,
     )
 
 

@@ -67,6 +67,11 @@ class Embedding(_Model):
     dimension: int = Field(ge=1, le=4096)
     ca_file: Path | None = None
     timeout_s: float = Field(default=30.0, gt=0, le=300)
+    # Texts per request (at most the gateway's admission.max_batch_size).
+    batch_size: int = Field(default=32, ge=1, le=256)
+    # The model's input length in tokens: longer texts are embedded by their
+    # first tokens (vLLM's truncate_prompt_tokens) instead of refused.
+    truncate_tokens: int | None = Field(default=None, ge=1, le=131072)
 
     @field_validator("digest")
     @classmethod

@@ -19,7 +19,9 @@ import httpx
 
 from sovereign.retrieval.errors import EmbeddingError, QueryError
 
-MAX_BATCH = 64
+# Texts per request: the gateway's admission.max_batch_size (32 by default)
+# bounds an embeddings input list.
+MAX_BATCH = 32
 MAX_INPUT_CHARS = 8192
 # The gateway's answer names the digest of the weights that computed it.
 DIGEST_HEADER = "x-sovereign-model-digest"
@@ -53,18 +55,29 @@ class GatewayEmbedder:
     timeout_s: float = 30.0
     transport: httpx.BaseTransport | None = None
     verify: str | bool = True
+    batch_size: int = MAX_BATCH
+    # vLLM's truncate_prompt_tokens: a text longer than the model's input is
+    # embedded by its first tokens (as sentence-transformers does) instead of
+    # refused; None sends nothing.
+    truncate_tokens: int | None = None
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         out: list[list[float]] = []
-        for start in range(0, len(texts), MAX_BATCH):
-            out.extend(self._batch(texts[start : start + MAX_BATCH]))
+        for start in range(0, len(texts), self.batch_size):
+            out.extend(self._batch(texts[start : start + self.batch_size]))
         return out
 
     def _batch(self, texts: Sequence[str]) -> list[list[float]]:
         for text in texts:
             if not text or len(text) > MAX_INPUT_CHARS:
                 raise QueryError(f"an input to embed is empty or over {MAX_INPUT_CHARS} characters")
-        body = {"model": self.model, "input": list(texts), "encoding_format": "float"}
+        body: dict[str, object] = {
+            "model": self.model,
+            "input": list(texts),
+            "encoding_format": "float",
+        }
+        if self.truncate_tokens is not None:
+            body["truncate_prompt_tokens"] = self.truncate_tokens
         headers = {"authorization": f"Bearer {self.token()}"}
         response = post_to_gateway(
             self.base_url, "/v1/embeddings", body, headers, self.timeout_s, self.transport,

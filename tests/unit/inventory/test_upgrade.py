@@ -282,3 +282,22 @@ def test_query_values_and_eval_summary_read_what_the_playbook_registered() -> No
     )
     assert summary["candidate_accuracy"] == 0.5 and summary["ci"] == [-0.7, -0.3]
     assert summary["passed"] is False and summary["lost"] == ["q1"]
+
+
+def test_the_deployment_is_found_by_the_candidates_model_when_not_named(
+    table: dict[str, Any], root: Path
+) -> None:
+    hostvars, groups = fleet(2)
+    for variables in hostvars.values():
+        variables["sovereign_serving"]["deployments"].append(
+            deployment(name="small", release="tiny-1", replicas=1, port=8100)
+        )
+    plan = upgrade.plan(hostvars, groups, table, str(root), request())
+    assert plan["deployment"] == "llama"
+    # A runtime upgrade moves no model: with two deployments, name one.
+    with pytest.raises(InventoryError, match="sovereign_upgrade_deployment: is required"):
+        upgrade.plan(hostvars, groups, table, str(root), request(release="", runtime="cu124"))
+    named = upgrade.plan(
+        hostvars, groups, table, str(root), request(release="", runtime="cu124", deployment="llama")
+    )
+    assert named["deployment"] == "llama"

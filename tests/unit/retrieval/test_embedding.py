@@ -47,7 +47,9 @@ def test_embeds_in_batches_and_normalises() -> None:
 
     vectors = embedder(httpx.MockTransport(handle)).embed([f"t{i}" for i in range(70)])
     assert len(vectors) == 70 and vectors[0] == [0.6, 0.8, 0.0]
-    assert [len(json.loads(r.content)["input"]) for r in seen] == [64, 6]
+    # The gateway's default admission.max_batch_size is 32.
+    assert [len(json.loads(r.content)["input"]) for r in seen] == [32, 32, 6]
+    assert "truncate_prompt_tokens" not in json.loads(seen[0].content)
     # Any version of the model may answer (a plain user may not pin one);
     # its digest is checked instead.
     assert "x-sovereign-model-version" not in seen[0].headers
@@ -121,3 +123,17 @@ def test_unreachable_gateway_and_bad_inputs() -> None:
 def test_check_vector_refuses_unusable_vectors(vector: object) -> None:
     with pytest.raises(EmbeddingError):
         check_vector(vector, 3)
+
+
+def test_a_text_longer_than_the_model_is_truncated_when_configured() -> None:
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answer(request)
+
+    short = embedder(httpx.MockTransport(handle))
+    short.batch_size, short.truncate_tokens = 2, 256
+    short.embed(["a", "b", "c"])
+    assert [json.loads(r.content)["input"] for r in seen] == [["a", "b"], ["c"]]
+    assert {json.loads(r.content)["truncate_prompt_tokens"] for r in seen} == {256}
