@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--username")
     ingest.add_argument("--password-file", type=Path)
     ingest.add_argument("--cacert", type=Path, help="CA bundle of the identity provider")
+    ingest.add_argument("--scope", default="openid", help="scope to ask for (default openid)")
     serve = commands.add_parser("serve", help="serve the retrieval API")
     serve.add_argument("--config", type=Path, required=True)
     logs_parser = commands.add_parser("logs", help="the retrieval logs")
@@ -135,6 +136,8 @@ def _service_bearer(args: argparse.Namespace) -> Callable[[], str]:
         client_secret_file=args.client_secret_file,
         username=args.username,
         password_file=args.password_file,
+        # An identity provider refuses a grant without a scope it knows.
+        scope=args.scope if args.token_url else None,
     )
     source = TokenSource(settings, verify=tls_context(args.cacert))
 

@@ -387,3 +387,23 @@ def test_a_started_service_writes_its_real_log_and_closes_it_on_shutdown(
         asyncio.run(append_after_close())
     with pytest.raises(ValueError):
         build_app()
+
+
+def test_the_ingestion_grant_asks_for_the_openid_scope(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sovereign.eval import connection
+
+    asked: list[connection.TokenSettings] = []
+
+    class Source:
+        def __init__(self, settings: connection.TokenSettings, verify: object) -> None:
+            asked.append(settings)
+
+        def bearer(self) -> str:
+            return "token"
+
+    monkeypatch.setattr(connection, "TokenSource", Source)
+    argv = ["ingest", "--config", "c", "--manifest", "m", "--token-url", "https://idp/token"]
+    bearer = cli._service_bearer(cli.build_parser().parse_args(argv))
+    assert bearer() == "token"
+    # The lab's IdP refuses a password grant without a scope (invalid_scope).
+    assert asked[0].scope == "openid"
