@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import httpx
 
 from sovereign.retrieval.backend import Hit
-from sovereign.retrieval.embedding import post_to_gateway
+from sovereign.retrieval.embedding import DATA_CLASS_HEADER, post_to_gateway
 from sovereign.retrieval.errors import EmbeddingError, QueryError
 
 MAX_ANSWER_BYTES = 256 * 1024
@@ -63,6 +63,9 @@ class GatewayCompleter:
     timeout_s: float = 60.0
     transport: httpx.BaseTransport | None = None
     verify: str | bool = True
+    # The data class the completion is labelled with: the most sensitive
+    # among the reader's label and the passages' classes (None: no label).
+    data_class: str | None = None
 
     def complete(self, prompt: str) -> tuple[str, str]:
         """The completion's text and the model that answered."""
@@ -75,6 +78,8 @@ class GatewayCompleter:
             "temperature": 0,
         }
         headers = {"authorization": f"Bearer {self.token()}"}
+        if self.data_class is not None:
+            headers[DATA_CLASS_HEADER] = self.data_class
         response = post_to_gateway(
             self.base_url, "/v1/completions", body, headers, self.timeout_s, self.transport,
             self.verify, AnswerError,

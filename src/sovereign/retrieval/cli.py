@@ -55,7 +55,9 @@ def make_backend(config: ServiceConfig) -> Backend:
     )
 
 
-def make_embedder(config: ServiceConfig, bearer: Callable[[], str]) -> GatewayEmbedder:
+def make_embedder(
+    config: ServiceConfig, bearer: Callable[[], str], data_class: str | None = None
+) -> GatewayEmbedder:
     """The gateway's /v1/embeddings for the configured release, asked with ``bearer()``."""
     spec = config.embedding
     return GatewayEmbedder(
@@ -69,16 +71,19 @@ def make_embedder(config: ServiceConfig, bearer: Callable[[], str]) -> GatewayEm
         verify=str(spec.ca_file) if spec.ca_file else True,
         batch_size=spec.batch_size,
         truncate_tokens=spec.truncate_tokens,
+        data_class=data_class,
     )
 
 
-def make_completer(config: ServiceConfig) -> Callable[[str], GatewayCompleter] | None:
+def make_completer(
+    config: ServiceConfig,
+) -> Callable[[str, str | None], GatewayCompleter] | None:
     """The answers' completion client for a reader's token, when answers are configured."""
     answering = config.answer
     if answering is None:
         return None
 
-    def completer(token: str) -> GatewayCompleter:
+    def completer(token: str, data_class: str | None = None) -> GatewayCompleter:
         return GatewayCompleter(
             base_url=config.embedding.gateway_url,
             model=answering.model,
@@ -86,6 +91,7 @@ def make_completer(config: ServiceConfig) -> Callable[[str], GatewayCompleter] |
             max_tokens=answering.max_tokens,
             timeout_s=answering.timeout_s,
             verify=str(config.embedding.ca_file) if config.embedding.ca_file else True,
+            data_class=data_class,
         )
 
     return completer
@@ -203,7 +209,7 @@ def run_serve(args: argparse.Namespace) -> None:
                     config,
                     backend,
                     OidcVerifier(config.oidc, client),
-                    lambda token: make_embedder(config, lambda: token),
+                    lambda token, data_class: make_embedder(config, lambda: token, data_class),
                     sink,
                     completer_for=completer_for,
                 )

@@ -25,6 +25,9 @@ MAX_BATCH = 32
 MAX_INPUT_CHARS = 8192
 # The gateway's answer names the digest of the weights that computed it.
 DIGEST_HEADER = "x-sovereign-model-digest"
+# The data class a request to the gateway is labelled with (its routing rules
+# require one of some callers, e.g. risk officers).
+DATA_CLASS_HEADER = "x-sovereign-data-class"
 
 
 class Embedder(Protocol):
@@ -60,6 +63,8 @@ class GatewayEmbedder:
     # embedded by its first tokens (as sentence-transformers does) instead of
     # refused; None sends nothing.
     truncate_tokens: int | None = None
+    # The data class the requests are labelled with (None: no label).
+    data_class: str | None = None
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         out: list[list[float]] = []
@@ -79,6 +84,8 @@ class GatewayEmbedder:
         if self.truncate_tokens is not None:
             body["truncate_prompt_tokens"] = self.truncate_tokens
         headers = {"authorization": f"Bearer {self.token()}"}
+        if self.data_class is not None:
+            headers[DATA_CLASS_HEADER] = self.data_class
         response = post_to_gateway(
             self.base_url, "/v1/embeddings", body, headers, self.timeout_s, self.transport,
             self.verify, EmbeddingError,

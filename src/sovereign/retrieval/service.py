@@ -36,7 +36,7 @@ from sovereign.retrieval.acl import principals_of
 from sovereign.retrieval.answer import GatewayCompleter, context_of, prompt_of
 from sovereign.retrieval.backend import Backend, Hit, Query
 from sovereign.retrieval.config import ServiceConfig
-from sovereign.retrieval.embedding import Embedder
+from sovereign.retrieval.embedding import DATA_CLASS_HEADER, Embedder
 from sovereign.retrieval.errors import (
     BindingMismatch,
     IndexNotFound,
@@ -107,6 +107,9 @@ class Trace:
     hits: list[Hit] = field(default_factory=list)
     answer: str | None = None
     model: str | None = None
+    # The reader's label of the question (X-Sovereign-Data-Class), sent on to
+    # the gateway, whose routing rules may require one.
+    data_class: str | None = None
 
 
 class RetrievalService:
@@ -115,9 +118,9 @@ class RetrievalService:
         config: ServiceConfig,
         backend: Backend,
         verifier: Verifier,
-        embedder_for: Callable[[str], Embedder],
+        embedder_for: Callable[[str, str | None], Embedder],
         sink: Sink,
-        completer_for: Callable[[str], GatewayCompleter] | None = None,
+        completer_for: Callable[[str, str | None], GatewayCompleter] | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
@@ -149,13 +152,14 @@ class RetrievalService:
             answering.timeout_s if event == "answer" and answering else 0
         )
         try:
+            trace.data_class = self._data_class(request)
             trace.query, trace.k, trace.mode = await self._body(request, event, default_k)
             with anyio.fail_after(deadline):
                 # A thread cannot be stopped: at the deadline the request is
                 # answered and the thread's late result dropped (each call in it
                 # has its own timeout too).
                 vector = await anyio.to_thread.run_sync(
-                    self._embed, token, trace.query, abandon_on_cancel=True
+                    self._embed, token, trace.data_class, trace.query, abandon_on_cancel=True
                 )
                 trace.index, trace.binding, trace.hits = await anyio.to_thread.run_sync(
                     self._search,
@@ -221,7 +225,15 @@ class RetrievalService:
         if not used:
             trace.answer, trace.model = None, None
             return
-        completer = self.completer_for(token)
+        # The completion carries the passages: labelled with the most
+        # sensitive of the reader's label and their classes.
+        labels = [trace.data_class] if trace.data_class else []
+        order = self.config.log.classes
+        label = max(
+            labels + [hit.data_class for hit in used],
+            key=lambda name: (order.index(name) if name in order else len(order), name),
+        )
+        completer = self.completer_for(token, label)
         text, model = await anyio.to_thread.run_sync(
             completer.complete, prompt_of(trace.query, context), abandon_on_cancel=True
         )
@@ -308,9 +320,23 @@ class RetrievalService:
             raise Refusal(400, "invalid_mode", "'mode' must be hybrid, vector or lexical")
         return query, k, str(mode)
 
-    def _embed(self, token: str, text: str) -> list[float]:
-        (vector,) = self.embedder_for(token).embed([text])
+    def _embed(self, token: str, data_class: str | None, text: str) -> list[float]:
+        (vector,) = self.embedder_for(token, data_class).embed([text])
         return vector
+
+    def _data_class(self, request: Request) -> str | None:
+        """The reader's label of the question: one of the log's data classes, once."""
+        values = request.headers.getlist(DATA_CLASS_HEADER)
+        if not values:
+            return None
+        classes = self.config.log.classes
+        if len(values) > 1 or values[0].strip() not in classes:
+            raise Refusal(
+                400,
+                "invalid_data_class",
+                f"{DATA_CLASS_HEADER} must be sent once, one of: {', '.join(classes)}",
+            )
+        return values[0].strip()
 
     def _search(
         self, principal: Principal, text: str, vector: list[float], k: int, mode: str

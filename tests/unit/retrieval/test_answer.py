@@ -82,10 +82,12 @@ class Gateway:
 
     def __init__(self) -> None:
         self.prompts: dict[str, str] = {}
+        self.labels: dict[str, str | None] = {}
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         token = request.headers["authorization"].removeprefix("Bearer ")
         self.prompts[token] = json.loads(request.content)["prompt"]
+        self.labels[token] = request.headers.get("x-sovereign-data-class")
         return httpx.Response(
             200, json={"model": "sovereign-tiny", "choices": [{"text": " financial crime\n"}]}
         )
@@ -101,13 +103,14 @@ def client_for(root: Path, gateway: Gateway, answers: bool = True) -> tuple[Test
         config,
         EmbeddedBackend(root / "db"),
         Verifier(),
-        lambda token: HashEmbedder(),
+        lambda token, data_class: HashEmbedder(),
         sink,
-        completer_for=lambda token: GatewayCompleter(
+        completer_for=lambda token, data_class: GatewayCompleter(
             "https://gateway.example",
             "sovereign-tiny",
             lambda: token,
             transport=httpx.MockTransport(gateway.handle),
+            data_class=data_class,
         ),  # fmt: skip
     )
     return TestClient(build_app(service)), sink
@@ -131,6 +134,9 @@ def test_each_reader_s_answer_is_built_from_what_they_may_read(corpus: Path) -> 
     assert "Suspicious Transaction Review Procedure" in gateway.prompts["bob-token"]
     assert "Suspicious Transaction Review Procedure" not in gateway.prompts["alice-token"]
     assert gateway.prompts["bob-token"].endswith(f"Q: {QUESTION}\nA:")
+    # The completion carries the passages: labelled with their most sensitive
+    # class, so the gateway routes and audits bob's as confidential.
+    assert gateway.labels == {"alice-token": "internal", "bob-token": "confidential"}
     record = sink.records[-1]
     assert record["event"] == "answer" and record["user"] == "bob"
     assert record["model"] == "sovereign-tiny" and len(str(record["answer_sha256"])) == 64

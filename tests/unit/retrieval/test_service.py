@@ -93,8 +93,11 @@ class Harness:
         self.sink = Sink()
         self.tokens_seen: list[str] = []
 
-        def embedder_for(token: str) -> Embedder:
+        self.labels_seen: list[str | None] = []
+
+        def embedder_for(token: str, data_class: str | None) -> Embedder:
             self.tokens_seen.append(token)
+            self.labels_seen.append(data_class)
             return embedder or HashEmbedder()
 
         service = RetrievalService(
@@ -185,7 +188,7 @@ def test_a_query_embedded_by_another_model_is_refused_and_logged(corpus: Path) -
         harness.config,
         EmbeddedBackend(corpus / "db"),
         Verifier(),
-        lambda token: other,
+        lambda token, data_class: other,
         harness.sink,
     )
     client = TestClient(build_app(service))
@@ -337,7 +340,11 @@ def test_a_search_past_its_deadline_is_a_504_at_the_deadline(corpus: Path) -> No
     raw["search"]["timeout_s"] = 0.5
     config = parse_config(raw, "test")
     service = RetrievalService(
-        config, EmbeddedBackend(corpus / "db"), Verifier(), lambda token: Slow(), harness.sink
+        config,
+        EmbeddedBackend(corpus / "db"),
+        Verifier(),
+        lambda token, data_class: Slow(),
+        harness.sink,
     )
     started = time.monotonic()
     response = TestClient(build_app(service)).post(
@@ -366,7 +373,7 @@ def test_a_started_service_writes_its_real_log_and_closes_it_on_shutdown(
         opened.append(sink)
         try:
             yield RetrievalService(config, EmbeddedBackend(corpus / "db"), Verifier(),
-                                   lambda token: HashEmbedder(), sink)  # fmt: skip
+                                   lambda token, data_class: HashEmbedder(), sink)  # fmt: skip
         finally:
             await sink.close()
 
@@ -407,3 +414,17 @@ def test_the_ingestion_grant_asks_for_the_openid_scope(monkeypatch: pytest.Monke
     assert bearer() == "token"
     # The lab's IdP refuses a password grant without a scope (invalid_scope).
     assert asked[0].scope == "openid"
+
+
+def test_the_readers_label_goes_on_to_the_gateway_and_a_bad_one_is_refused(
+    corpus: Path,
+) -> None:
+    harness = Harness(corpus)
+    labelled = harness.search(
+        "bob-token", {"query": QUESTION}, **{"x-sovereign-data-class": "confidential"}
+    )
+    assert labelled.status_code == 200, labelled.text
+    assert harness.search("alice-token", {"query": QUESTION}).status_code == 200
+    assert harness.labels_seen == ["confidential", None]
+    bad = harness.search("bob-token", {"query": QUESTION}, **{"x-sovereign-data-class": "secret"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_data_class"
