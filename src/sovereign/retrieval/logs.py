@@ -41,12 +41,18 @@ ACCESS_CLASS = "log-access"
 UNCLASSIFIED = "unclassified"
 
 
+def most_sensitive(classes: Sequence[str], order: Sequence[str]) -> str:
+    """The most sensitive of ``classes`` (at least one; unknown classes rank
+    above every known one)."""
+    rank = {name: i for i, name in enumerate(order)}
+    return max(classes, key=lambda c: (rank.get(c, len(order)), c))
+
+
 def data_class_of(hits: Sequence[Hit], order: Sequence[str]) -> str:
-    """The most sensitive class among ``hits`` (unknown classes rank above every known one)."""
+    """The most sensitive class among ``hits``."""
     if not hits:
         return UNCLASSIFIED
-    rank = {name: i for i, name in enumerate(order)}
-    return max((h.data_class for h in hits), key=lambda c: (rank.get(c, len(order)), c))
+    return most_sensitive([h.data_class for h in hits], order)
 
 
 def search_record(

@@ -228,10 +228,8 @@ class RetrievalService:
         # The completion carries the passages: labelled with the most
         # sensitive of the reader's label and their classes.
         labels = [trace.data_class] if trace.data_class else []
-        order = self.config.log.classes
-        label = max(
-            labels + [hit.data_class for hit in used],
-            key=lambda name: (order.index(name) if name in order else len(order), name),
+        label = logs.most_sensitive(
+            labels + [hit.data_class for hit in used], self.config.log.classes
         )
         completer = self.completer_for(token, label)
         text, model = await anyio.to_thread.run_sync(
