@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sovereign.inventory import serving
+from sovereign.inventory import layout, serving
 from sovereign.inventory.errors import InventoryError
 
 # Sources that are not inventory groups.
@@ -45,7 +45,8 @@ class Rule:
     source_flag: str | None = None
 
 
-RETRIEVAL = "sovereign_retrieval_service"
+# The flag of the retrieval API (the variable validation also reads).
+RETRIEVAL = layout.RETRIEVAL_SERVICE
 
 FLOWS: tuple[Rule, ...] = (
     Rule(ANYONE, "gateway", "sso_proxy", "users reach the SSO proxy (OIDC login, then the API)"),
@@ -170,7 +171,7 @@ def _ports(service: str, host: str, variables: Mapping[str, Any]) -> tuple[int, 
     if service == "alertmanager":
         return (_int(variables, "alertmanager_port", ALERTMANAGER_PORT),)
     if service == "retrieval":
-        if not variables.get("sovereign_retrieval_service", False):
+        if variables.get(RETRIEVAL) is not True:
             return ()
         return (_int(variables, "retrieval_port", RETRIEVAL_PORT),)
     if service == "sso_proxy":
