@@ -62,6 +62,7 @@ test: bootstrap test-packages lint ## Everything: lint, unit tests, every molecu
 
 lab: bootstrap ## Bring the whole platform up in local containers
 	ansible-playbook playbooks/lab/up.yml
+	ansible-playbook playbooks/lab/opensearch.yml
 	ansible-playbook playbooks/lab/model.yml
 	ansible-playbook -i $(LAB_INVENTORY) site.yml
 	ansible-playbook playbooks/lab/summary.yml

@@ -7,6 +7,7 @@ specification (tests/support/opensearch_spec.py, strict keys)."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import shutil
 from pathlib import Path
@@ -97,12 +98,9 @@ def test_users_roles_and_mapping(rendered: Path) -> None:
     assert "change-me" not in (security / "internal_users.yml").read_text(encoding="utf-8")
     roles = load(security / "roles.yml")
     reader = roles["sovereign_retriever"]["index_permissions"]
-    assert reader == [
-        {"index_patterns": ["chunks*"], "allowed_actions": ["read", "indices:admin/aliases/get"]}
-    ]
+    assert [item["index_patterns"] for item in reader] == [["chunks*"]]
     writer = roles["sovereign_retrieval_ingest"]["index_permissions"][0]
     assert writer["index_patterns"] == ["chunks*"]
-    assert "crud" in writer["allowed_actions"]
     mapping = load(security / "roles_mapping.yml")
     assert mapping["sovereign_retriever"]["users"] == ["svc-retriever"]
     assert mapping["sovereign_retrieval_ingest"]["users"] == ["svc-ingest"]
@@ -112,6 +110,73 @@ def test_users_roles_and_mapping(rendered: Path) -> None:
     assert domain["authentication_backend"]["type"] == "intern"
     assert config["config"]["dynamic"]["http"]["anonymous_auth_enabled"] is False
     assert load(security / "audit.yml")["config"]["enabled"] is True
+
+
+# The security plugin's static action groups the roles use
+# (opensearch-project/security, static_config/static_action_groups.yml).
+ACTION_GROUPS = {
+    "read": [
+        "indices:data/read*",
+        "indices:admin/mappings/fields/get*",
+        "indices:admin/resolve/index",
+    ],
+    "write": ["indices:data/write*", "indices:admin/mapping/put"],
+    "crud": ["read", "write"],
+    "create_index": ["indices:admin/create", "indices:admin/mapping/put"],
+    "manage_aliases": ["indices:admin/aliases*"],
+}
+
+# Every request of src/sovereign/retrieval/opensearch.py (one per _call; the
+# test helper drop_everything_with_prefix excepted) as the transport action
+# the security plugin authorizes, and who sends it: the service reads, the
+# ingestion writes (it also reads).
+BACKEND_ACTIONS = {
+    "HEAD /<index> (create_index)": ("indices:admin/get", "ingest"),
+    "HEAD /<index> (switch_alias)": ("indices:admin/get", "ingest"),
+    "PUT /<index>": ("indices:admin/create", "ingest"),
+    "GET /<index>/_mapping (binding)": ("indices:admin/mappings/get", "read"),
+    "GET /<alias>-*/_settings/index.creation_date": ("indices:monitor/settings/get", "ingest"),
+    "GET /<index>/_alias (drop_index)": ("indices:admin/aliases/get", "ingest"),
+    "DELETE /<index>": ("indices:admin/delete", "ingest"),
+    "GET /_alias/<alias>": ("indices:admin/aliases/get", "read"),
+    "POST /_aliases": ("indices:admin/aliases", "ingest"),
+    "POST /_bulk": ("indices:data/write/bulk[s]", "ingest"),
+    "POST /<index>/_delete_by_query (write)": ("indices:data/write/delete/byquery", "ingest"),
+    "POST /<index>/_count (delete_documents)": ("indices:data/read/search", "ingest"),
+    "POST /<index>/_delete_by_query (delete_documents)": (
+        "indices:data/write/delete/byquery",
+        "ingest",
+    ),
+    "POST /<index>/_search (document_digests)": ("indices:data/read/search", "ingest"),
+    "POST /<index>/_count (count)": ("indices:data/read/search", "read"),
+    "POST /<index>/_search (knn, lexical)": ("indices:data/read/search", "read"),
+}
+
+
+def _grants(allowed: list[str], action: str) -> bool:
+    for item in allowed:
+        if item in ACTION_GROUPS:
+            if _grants(ACTION_GROUPS[item], action):
+                return True
+        elif fnmatch.fnmatchcase(action, item):
+            return True
+    return False
+
+
+def test_each_account_may_do_what_the_backend_asks_of_it_and_no_more(rendered: Path) -> None:
+    source = (ROOT / "src/sovereign/retrieval/opensearch.py").read_text(encoding="utf-8")
+    # A new request in the backend must be added to the table (and granted).
+    assert source.count("self._call(") - 2 == len(BACKEND_ACTIONS)
+    roles = load(rendered / NODES[0] / "etc/opensearch/opensearch-security/roles.yml")
+    reader = roles["sovereign_retriever"]["index_permissions"][0]["allowed_actions"]
+    writer = roles["sovereign_retrieval_ingest"]["index_permissions"][0]["allowed_actions"]
+    for call, (action, who) in BACKEND_ACTIONS.items():
+        assert _grants(writer, action), f"the ingestion may not {call} ({action})"
+        if who == "read":
+            assert _grants(reader, action), f"the service may not {call} ({action})"
+    for action in ("indices:admin/create", "indices:admin/delete", "indices:admin/aliases",
+                   "indices:data/write/bulk[s]", "indices:data/write/delete/byquery"):  # fmt: skip
+        assert not _grants(reader, action), f"the read-only account may {action}"
 
 
 def test_every_rest_body_the_role_sends_is_valid_against_the_api_spec(rendered: Path) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sovereign.inventory import layout, serving
+from sovereign.inventory import layout, opensearch_sizing, serving
 from sovereign.inventory.errors import InventoryError
 
 # Sources that are not inventory groups.
@@ -71,6 +71,14 @@ FLOWS: tuple[Rule, ...] = (
         "retrieval fetches keys and tokens",
         RETRIEVAL,
     ),
+    Rule("search", "search", "opensearch_transport", "OpenSearch nodes form one cluster (TLS)"),
+    Rule(
+        "search",
+        "search",
+        "opensearch_http",
+        "the retrieval API and its ingestion reach OpenSearch (TLS)",
+        RETRIEVAL,
+    ),
     Rule("observability", "gpu_nodes", "vllm", "Prometheus scrapes vLLM's /metrics"),
     Rule("observability", "all", "node_exporter", "Prometheus scrapes every host's exporter"),
     Rule("observability", "gateway", "gateway_metrics", "Prometheus scrapes the gateway's metrics"),
@@ -95,6 +103,8 @@ DCGM_EXPORTER_PORT = 9400
 PROMETHEUS_PORT = 9090
 ALERTMANAGER_PORT = 9093
 RETRIEVAL_PORT = 8090
+OPENSEARCH_HTTP_PORT = 9200
+OPENSEARCH_TRANSPORT_PORT = 9300
 
 
 @dataclass(frozen=True)
@@ -174,6 +184,13 @@ def _ports(service: str, host: str, variables: Mapping[str, Any]) -> tuple[int, 
         if variables.get(RETRIEVAL) is not True:
             return ()
         return (_int(variables, "retrieval_port", RETRIEVAL_PORT),)
+    if service in ("opensearch_http", "opensearch_transport"):
+        backend = opensearch_sizing.BACKEND
+        if variables.get(backend, opensearch_sizing.BACKEND_DEFAULT) != "opensearch":
+            return ()
+        if service == "opensearch_http":
+            return (_int(variables, "opensearch_http_port", OPENSEARCH_HTTP_PORT),)
+        return (_int(variables, "opensearch_transport_port", OPENSEARCH_TRANSPORT_PORT),)
     if service == "sso_proxy":
         return (_int(variables, "sso_proxy_port", 443),)
     if service == "identity_provider":

@@ -37,17 +37,30 @@ from sovereign.retrieval.opensearch import KnnSettings, OpenSearchBackend
 MAX_SECRET_BYTES = 64 * 1024
 
 
-def make_backend(config: ServiceConfig) -> Backend:
+def make_backend(
+    config: ServiceConfig, user: str | None = None, password_file: Path | None = None
+) -> Backend:
+    """The configured backend. ``user`` and ``password_file`` replace the
+    configuration's OpenSearch account: the service reads with a read-only
+    account, the ingestion writes with one of its own (``ingest
+    --backend-user``)."""
     spec = config.backend
     if spec.type == "embedded":
+        if user or password_file:
+            raise ManifestError("--backend-user: the embedded backend has no accounts")
         return EmbeddedBackend(spec.root)
+    if bool(user) != bool(password_file):
+        raise ManifestError("--backend-user and --backend-password-file go together")
+    source = password_file or spec.password_file
     try:
-        password = spec.password_file.read_text(encoding="utf-8")[:MAX_SECRET_BYTES].strip()
+        password = source.read_text(encoding="utf-8")[:MAX_SECRET_BYTES].strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"backend.password_file: {spec.password_file} cannot be read") from exc
+        raise ManifestError(f"backend password file {source} cannot be read") from exc
+    if not password:
+        raise ManifestError(f"backend password file {source} is empty")
     return OpenSearchBackend(
         spec.url,
-        (spec.user, password),
+        (user or spec.user, password),
         verify=str(spec.ca_file) if spec.ca_file else True,
         knn=KnnSettings(**spec.knn.model_dump()),
         namespace=spec.namespace,
@@ -116,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--password-file", type=Path)
     ingest.add_argument("--cacert", type=Path, help="CA bundle of the identity provider")
     ingest.add_argument("--scope", default="openid", help="scope to ask for (default openid)")
+    ingest.add_argument(
+        "--backend-user", help="OpenSearch account that writes the index (default: the config's)"
+    )
+    ingest.add_argument("--backend-password-file", type=Path, help="its password, in a file")
     serve = commands.add_parser("serve", help="serve the retrieval API")
     serve.add_argument("--config", type=Path, required=True)
     logs_parser = commands.add_parser("logs", help="the retrieval logs")
@@ -160,7 +177,7 @@ def run_ingest(args: argparse.Namespace, out: TextIO) -> None:
     config = load_config(args.config)
     chunker = ChunkerConfig(window_words=args.window_words, overlap_words=args.overlap_words)
     ingestor = Ingestor(
-        backend=make_backend(config),
+        backend=make_backend(config, args.backend_user, args.backend_password_file),
         embedder=make_embedder(config, _service_bearer(args)),
         chunker=chunker,
         alias=config.search.alias,

@@ -129,3 +129,27 @@ def test_the_retrieval_api_is_opened_to_the_gateway_only_where_it_runs() -> None
     assert [f.source_hosts for f in flows.matrix(variables, GROUPS) if f.source == "search"] == [
         ("search",)
     ]
+
+
+def test_an_opensearch_cluster_is_opened_among_its_search_hosts_only() -> None:
+    groups = {**GROUPS, "search": ["s1", "s2", "s3"]}
+    groups["all"] = [*GROUPS["all"][:-1], "s1", "s2", "s3"]
+    variables = hostvars()
+    del variables["search"]
+    for n, name in enumerate(("s1", "s2", "s3"), start=11):
+        variables[name] = {
+            "ansible_default_ipv4": {"address": f"10.0.0.{n}"},
+            "sovereign_controller_networks": ["192.0.2.0/24"],
+        }
+    # The embedded index: nothing listens.
+    assert not [r for r in flows.host_rules("s1", variables, groups) if 9300 in r["ports"]]
+    for name in ("s1", "s2", "s3"):
+        variables[name]["sovereign_retrieval_backend"] = "opensearch"
+    (transport,) = [r for r in flows.host_rules("s2", variables, groups) if 9300 in r["ports"]]
+    assert sorted(transport["sources"]) == ["10.0.0.11", "10.0.0.12", "10.0.0.13"]
+    # HTTP only from the hosts that run the retrieval API (service, ingestion).
+    assert not [r for r in flows.host_rules("s2", variables, groups) if 9200 in r["ports"]]
+    variables["s1"]["sovereign_retrieval_service"] = True
+    (http,) = [r for r in flows.host_rules("s2", variables, groups) if 9200 in r["ports"]]
+    assert http["sources"] == ["10.0.0.11"]
+    assert not [r for r in flows.host_rules("gw", variables, groups) if 9200 in r["ports"]]

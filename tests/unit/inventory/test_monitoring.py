@@ -141,5 +141,8 @@ def test_the_ports_are_the_roles_defaults() -> None:
     assert default("exporters", "exporters_redis_port") == flows.REDIS_EXPORTER_PORT
     assert default("prometheus", "prometheus_port") == flows.PROMETHEUS_PORT
     assert default("alertmanager", "alertmanager_port") == flows.ALERTMANAGER_PORT
+    assert default("retrieval", "retrieval_port") == flows.RETRIEVAL_PORT
+    assert default("opensearch", "opensearch_http_port") == flows.OPENSEARCH_HTTP_PORT
+    assert default("opensearch", "opensearch_transport_port") == flows.OPENSEARCH_TRANSPORT_PORT
     assert default("gateway", "gateway_metrics_port") == 9464
     assert default("model_registry", "model_registry_debug_port") == 5001
