@@ -20,7 +20,6 @@ changed. The binding is the mapping's ``_meta``; an alias switch is one
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -248,21 +247,6 @@ class OpenSearchBackend(Backend):
             timeout=timeout_s,
             transport=transport,
             headers={"content-type": "application/json"},
-        )
-
-    @classmethod
-    def from_environment(cls, prefix: str = "") -> OpenSearchBackend:
-        """From SOVEREIGN_OPENSEARCH_URL, _USER, _PASSWORD and _CA (a CA bundle path)."""
-        env = os.environ
-        user, password = (
-            env.get("SOVEREIGN_OPENSEARCH_USER"),
-            env.get("SOVEREIGN_OPENSEARCH_PASSWORD"),
-        )
-        return cls(
-            url=env["SOVEREIGN_OPENSEARCH_URL"],
-            auth=(user, password) if user and password else None,
-            verify=env.get("SOVEREIGN_OPENSEARCH_CA") or True,
-            namespace=prefix,
         )
 
     def _full(self, name: str) -> str:

@@ -16,16 +16,42 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from sovereign.retrieval.acl import Acl
 from sovereign.retrieval.backend import Backend
 from sovereign.retrieval.binding import IndexBinding
 from sovereign.retrieval.chunk import Chunk, DocumentInfo
 from sovereign.retrieval.embedded import EmbeddedBackend
+from sovereign.retrieval.opensearch import OpenSearchBackend
 
 OPENSEARCH_URL = os.environ.get("SOVEREIGN_OPENSEARCH_URL", "")
+OPENSEARCH_CA = os.environ.get("SOVEREIGN_OPENSEARCH_CA", "")
+# A YAML file, mode 0600: account name (admin, ingest, retriever) -> user and
+# password. The passwords stay out of the environment, which Ansible writes
+# into the module's command line (STYLE; tests/unit/test_repository.py).
+OPENSEARCH_ACCOUNTS = os.environ.get("SOVEREIGN_OPENSEARCH_ACCOUNTS", "")
+OPENSEARCH_WANTS = (
+    "set SOVEREIGN_OPENSEARCH_URL, _CA and _ACCOUNTS (a 0600 YAML file: "
+    "admin, ingest, retriever -> user, password)"
+)
+
+
+def opensearch_account(name: str, **settings: Any) -> OpenSearchBackend:
+    """A client of the cluster in the environment, as one of its accounts."""
+    path = Path(OPENSEARCH_ACCOUNTS)
+    if path.stat().st_mode & 0o077:
+        raise PermissionError(f"{path} is readable by others; chmod 0600 it")
+    entry = (yaml.safe_load(path.read_text(encoding="utf-8")) or {})[name]
+    return OpenSearchBackend(
+        OPENSEARCH_URL,
+        (str(entry["user"]), str(entry["password"])),
+        verify=OPENSEARCH_CA or True,
+        **settings,
+    )
 
 
 @dataclass
@@ -81,14 +107,12 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     if request.param == "embedded":
         yield EmbeddedBackend(tmp_path / "retrieval")
         return
-    if not OPENSEARCH_URL:
+    if not (OPENSEARCH_URL and OPENSEARCH_ACCOUNTS):
         pytest.skip(
             "needs an artifact: an OpenSearch cluster (none can be downloaded here); "
-            "set SOVEREIGN_OPENSEARCH_URL, _USER, _PASSWORD and _CA"
+            + OPENSEARCH_WANTS
         )
-    from sovereign.retrieval.opensearch import OpenSearchBackend
-
-    backend = OpenSearchBackend.from_environment(prefix=f"t{os.getpid()}")
+    backend = opensearch_account("admin", namespace=f"t{os.getpid()}")
     try:
         yield backend
     finally:

@@ -1,7 +1,7 @@
 """The OpenSearch backend without a cluster: each request body against OpenSearch's
 published API specification, and the client's handling of answers (httpx
 MockTransport). The contract suite (test_contract.py) runs it against a real
-cluster when SOVEREIGN_OPENSEARCH_URL names one."""
+cluster when SOVEREIGN_OPENSEARCH_URL names one (conftest.py)."""
 
 from __future__ import annotations
 

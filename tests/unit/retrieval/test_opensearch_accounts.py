@@ -2,7 +2,7 @@
 ingestion's writes a whole corpus (create, bulk, alias switch, pruning), the
 service's searches it and can write nothing. Runs where a cluster made by
 the role is given (the opensearch scenario's verify sets the variables
-below); the grants are checked without one in
+named in conftest.py); the grants are checked without one in
 tests/playbooks/test_render_opensearch.py."""
 
 from __future__ import annotations
@@ -21,37 +21,36 @@ from sovereign.retrieval.errors import BackendError
 from sovereign.retrieval.ingest import Ingestor, load_manifest
 from sovereign.retrieval.opensearch import KnnSettings, OpenSearchBackend
 
-from .conftest import HashEmbedder
+from .conftest import (
+    OPENSEARCH_ACCOUNTS,
+    OPENSEARCH_CA,
+    OPENSEARCH_URL,
+    OPENSEARCH_WANTS,
+    HashEmbedder,
+    opensearch_account,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 MANIFEST = ROOT / "files/corpus/manifest.yml"
-NAMES = ("URL", "CA", "INGEST_USER", "INGEST_PASSWORD", "RETRIEVER_USER", "RETRIEVER_PASSWORD")
-ENV = {name: os.environ.get(f"SOVEREIGN_OPENSEARCH_{name}", "") for name in NAMES}
 
 pytestmark = pytest.mark.skipif(
-    not all(ENV.values()),
+    not (OPENSEARCH_URL and OPENSEARCH_CA and OPENSEARCH_ACCOUNTS),
     reason="needs an artifact: an OpenSearch cluster made by roles/opensearch (none can be "
-    "downloaded here); its scenario sets SOVEREIGN_OPENSEARCH_URL, _CA, _INGEST_USER, "
-    "_INGEST_PASSWORD, _RETRIEVER_USER and _RETRIEVER_PASSWORD",
+    "downloaded here); its scenario does: " + OPENSEARCH_WANTS,
 )
 
 # Inside the role's index patterns (chunks*), one name per run.
 ALIAS = f"chunks-accounts{os.getpid()}"
 
 
-def account(role: str) -> OpenSearchBackend:
-    return OpenSearchBackend(
-        ENV["URL"],
-        (ENV[f"{role}_USER"], ENV[f"{role}_PASSWORD"]),
-        verify=ENV["CA"],
-        knn=KnnSettings(replicas=0),
-    )
+def account(name: str) -> OpenSearchBackend:
+    return opensearch_account(name, knn=KnnSettings(replicas=0))
 
 
 @pytest.fixture
 def ingested() -> Iterator[str]:
     """The corpus ingested by the ingestion's account; the live index's name."""
-    writer = account("INGEST")
+    writer = account("ingest")
     first = Ingestor(writer, HashEmbedder(), ChunkerConfig(), ALIAS)
     report = first.run(load_manifest(MANIFEST))
     assert report.chunks > 0
@@ -69,7 +68,7 @@ def ingested() -> Iterator[str]:
 
 
 def test_the_service_account_searches_what_the_ingestion_wrote(ingested: str) -> None:
-    reader = account("RETRIEVER")
+    reader = account("retriever")
     embedder = HashEmbedder()
     question = str(
         yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))["demo_queries"][0]["question"]
@@ -86,7 +85,7 @@ def test_the_service_account_searches_what_the_ingestion_wrote(ingested: str) ->
 
 
 def test_the_service_account_cannot_write(ingested: str) -> None:
-    reader = account("RETRIEVER")
+    reader = account("retriever")
     with pytest.raises(BackendError, match="403"):
         reader.switch_alias(ALIAS, ingested)
     with pytest.raises(BackendError, match="403"):
